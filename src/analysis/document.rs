@@ -1,0 +1,122 @@
+//! The analysis document, schema `coconut-lens.analysis.v1`, shared by `analyze`, the TUI and sessions.
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use super::{BlockChoice, StepAnalysis, analyze_steps, prune_blocks, resid_host};
+use crate::model::{Hooks, Model, ModelInfo, Tokenizer};
+use crate::thought::{Run, RunSpec, run};
+
+pub const SCHEMA: &str = "coconut-lens.analysis.v1";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    pub id: u32,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThoughtAnalysis {
+    pub index: usize,
+    #[serde(flatten)]
+    pub step: StepAnalysis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnswerAnalysis {
+    pub ids: Vec<u32>,
+    pub text: String,
+    pub first: StepAnalysis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeadImportance {
+    pub method: String,
+    pub target: u32,
+    /// `[layers][heads]`.
+    pub values: Vec<Vec<f32>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Timings {
+    pub load_ms: f64,
+    pub compute_ms: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnalysisDocument {
+    pub schema: String,
+    pub model: ModelInfo,
+    pub tokens: Vec<TokenInfo>,
+    pub thoughts: Vec<ThoughtAnalysis>,
+    pub answer: AnswerAnalysis,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocks: Vec<BlockChoice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_importance: Option<HeadImportance>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_importance: Option<Vec<f32>>,
+    pub timings: Timings,
+}
+
+/// Analyses a finished run.
+pub fn document_of_run(
+    model: &Model,
+    tokenizer: &Tokenizer,
+    run: &Run,
+    top_k: usize,
+) -> Result<AnalysisDocument> {
+    let mut steps: Vec<_> = run.thoughts.iter().collect();
+    steps.push(run.answer_first());
+    let mut analyses = analyze_steps(model, tokenizer, &steps, top_k)?;
+    let first = analyses.pop().expect("answer step analysed");
+    let thoughts = run
+        .thoughts
+        .iter()
+        .zip(analyses)
+        .enumerate()
+        .map(|(i, (_, step))| ThoughtAnalysis { index: i + 1, step })
+        .collect();
+    let thought_resids = run
+        .thoughts
+        .iter()
+        .map(resid_host)
+        .collect::<Result<Vec<_>>>()?;
+    Ok(AnalysisDocument {
+        schema: SCHEMA.to_string(),
+        model: model.info.clone(),
+        tokens: run
+            .input_ids
+            .iter()
+            .map(|&id| TokenInfo {
+                id,
+                text: tokenizer.token_text(id),
+            })
+            .collect(),
+        thoughts,
+        answer: AnswerAnalysis {
+            ids: run.answer_ids.clone(),
+            text: tokenizer.decode(&run.answer_ids)?,
+            first,
+        },
+        blocks: prune_blocks(&thought_resids),
+        head_importance: None,
+        layer_importance: None,
+        timings: Timings::default(),
+    })
+}
+
+/// Runs and analyses a prompt.
+pub fn analyze_prompt(
+    model: &Model,
+    tokenizer: &Tokenizer,
+    prompt: &str,
+    spec: &RunSpec,
+    hooks: &Hooks,
+    top_k: usize,
+) -> Result<(Run, AnalysisDocument)> {
+    let ids = tokenizer.encode_prompt(prompt)?;
+    let run = run(model, tokenizer, &ids, spec, hooks)?;
+    let doc = document_of_run(model, tokenizer, &run, top_k)?;
+    Ok((run, doc))
+}

@@ -1,0 +1,256 @@
+//! Command-line interface: argument definitions and the headless commands.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::analysis::document::analyze_prompt;
+use crate::model::{DeviceSpec, Interventions, ModelSource, load_model, parse_dtype};
+use crate::thought::{RunSpec, ThoughtCount, ThoughtMode};
+
+/// Where the bundled model lives, relative to the crate root.
+pub const BUNDLED_MODEL: &str = "assets/coconut-prosqa";
+
+/// The bundled model: next to the binary's crate when run from a checkout, else in the current folder.
+pub fn bundled_model_path() -> PathBuf {
+    let in_crate = Path::new(env!("CARGO_MANIFEST_DIR")).join(BUNDLED_MODEL);
+    if in_crate.is_dir() {
+        in_crate
+    } else {
+        PathBuf::from(BUNDLED_MODEL)
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "coconut-lens",
+    version,
+    about = "Look inside language models that reason in continuous thought (Coconut)",
+    allow_negative_numbers = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a prompt and print the analysis as JSON (schema coconut-lens.analysis.v1).
+    Analyze(AnalyzeArgs),
+}
+
+/// Where the model comes from and where it runs.
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Model: a local Hugging Face folder, a hub id `owner/name[@revision]`, or a Coconut
+    /// checkpoint file (with --base). Default: the bundled model.
+    #[arg(long, value_name = "SRC")]
+    pub model: Option<String>,
+    /// For a Coconut checkpoint: the folder or hub id providing config.json and tokenizer.json.
+    #[arg(long, value_name = "SRC")]
+    pub base: Option<String>,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// f32, f16 or bf16 (default: f32 on CPU, bf16 on CUDA).
+    #[arg(long)]
+    pub dtype: Option<String>,
+}
+
+/// What to run: thoughts, mode, interventions.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Number of continuous thoughts, or `auto` (stop on low entropy). Default: the model's own
+    /// setting, else 6.
+    #[arg(long, value_name = "N|auto")]
+    pub thoughts: Option<String>,
+    /// Thought mode: coconut, soft, token or pause.
+    #[arg(long, default_value = "coconut")]
+    pub mode: String,
+    /// Soft Thinking: number of top tokens mixed.
+    #[arg(long, default_value_t = 5)]
+    pub soft_top_k: usize,
+    /// Soft Thinking: keep top tokens until this much probability mass.
+    #[arg(long, default_value_t = 0.95)]
+    pub soft_top_p: f32,
+    /// With --thoughts auto: stop once a thought's entropy (nats) falls below this.
+    #[arg(long, value_name = "T")]
+    pub entropy_stop: Option<f32>,
+    /// With --thoughts auto: the most thoughts to run.
+    #[arg(long, default_value_t = 16)]
+    pub max_thoughts: usize,
+    /// Heads to zero-ablate, `L.H,L.H` (0-based).
+    #[arg(long, value_name = "L.H,...", default_value = "")]
+    pub ablate_heads: String,
+    /// Layers to skip (block becomes the identity), `L,L` (0-based).
+    #[arg(long, value_name = "L,...", default_value = "")]
+    pub ablate_layers: String,
+    /// Most answer tokens to generate.
+    #[arg(long, default_value_t = 16)]
+    pub max_new_tokens: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct AnalyzeArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The question.
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// Read the prompt from a file.
+    #[arg(long, value_name = "FILE", conflicts_with = "prompt")]
+    pub prompt_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Tokens per layer in the logit lens.
+    #[arg(long, default_value_t = 5)]
+    pub top_k: usize,
+}
+
+impl ModelArgs {
+    pub fn source(&self) -> Result<ModelSource> {
+        match &self.model {
+            Some(m) => ModelSource::parse(m, self.base.as_deref()),
+            None => {
+                if self.base.is_some() {
+                    bail!("--base needs --model naming a Coconut checkpoint file");
+                }
+                let bundled = bundled_model_path();
+                if !bundled.is_dir() {
+                    bail!(
+                        "the bundled model is missing ({}); pass --model SRC",
+                        bundled.display()
+                    );
+                }
+                Ok(ModelSource::Local(bundled))
+            }
+        }
+    }
+
+    pub fn device_and_dtype(&self) -> Result<(candle_core::Device, candle_core::DType)> {
+        let device = self.device.parse::<DeviceSpec>()?.open()?;
+        let dtype = match &self.dtype {
+            Some(d) => parse_dtype(d)?,
+            None => crate::model::load::default_dtype(&device),
+        };
+        Ok((device, dtype))
+    }
+}
+
+impl RunArgs {
+    pub fn mode(&self) -> Result<ThoughtMode> {
+        Ok(match self.mode.as_str() {
+            "coconut" => ThoughtMode::Coconut,
+            "soft" => {
+                if self.soft_top_k == 0 || !(self.soft_top_p > 0.0 && self.soft_top_p <= 1.0) {
+                    bail!("--soft-top-k must be at least 1 and --soft-top-p in (0, 1]");
+                }
+                ThoughtMode::Soft {
+                    top_k: self.soft_top_k,
+                    top_p: self.soft_top_p,
+                }
+            }
+            "token" => ThoughtMode::Token,
+            "pause" => ThoughtMode::Pause,
+            other => bail!("unknown mode \"{other}\" (expected coconut, soft, token or pause)"),
+        })
+    }
+
+    pub fn thought_count(&self, default: usize) -> Result<ThoughtCount> {
+        let count = match self.thoughts.as_deref() {
+            None => ThoughtCount::Fixed { n: default },
+            Some("auto") => {
+                let Some(t) = self.entropy_stop else {
+                    bail!("--thoughts auto needs --entropy-stop T (nats)");
+                };
+                if !(t.is_finite() && t >= 0.0) {
+                    bail!("--entropy-stop must be a non-negative number of nats");
+                }
+                ThoughtCount::Auto {
+                    entropy_stop: t,
+                    max: self.max_thoughts,
+                }
+            }
+            Some(n) => match n.parse::<usize>() {
+                Ok(n) => ThoughtCount::Fixed { n },
+                Err(_) => bail!("--thoughts must be a non-negative integer or auto, got \"{n}\""),
+            },
+        };
+        if self.entropy_stop.is_some() && !matches!(count, ThoughtCount::Auto { .. }) {
+            bail!("--entropy-stop only applies with --thoughts auto");
+        }
+        Ok(count)
+    }
+
+    pub fn interventions(&self) -> Result<Interventions> {
+        Ok(Interventions {
+            ablated_heads: Interventions::parse_heads(&self.ablate_heads)?,
+            skipped_layers: Interventions::parse_layers(&self.ablate_layers)?,
+        })
+    }
+}
+
+/// The default number of thoughts of a model folder (`coconut-lens.json`), else 6.
+pub fn default_thoughts(source: &ModelSource) -> usize {
+    let dir = match source {
+        ModelSource::Local(d) => Some(d.clone()),
+        _ => None,
+    };
+    dir.and_then(|d| std::fs::read_to_string(d.join("coconut-lens.json")).ok())
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v.get("thoughts").and_then(|n| n.as_u64()))
+        .map_or(6, |n| n as usize)
+}
+
+fn read_prompt(prompt: &Option<String>, file: &Option<PathBuf>) -> Result<String> {
+    match (prompt, file) {
+        (Some(p), _) => Ok(p.clone()),
+        (None, Some(f)) => std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read prompt file {}", f.display())),
+        (None, None) => bail!("no prompt: pass --prompt TEXT or --prompt-file FILE"),
+    }
+}
+
+pub fn analyze(args: &AnalyzeArgs) -> Result<()> {
+    // Validate everything cheap before loading weights.
+    let source = args.model.source()?;
+    let prompt = read_prompt(&args.prompt, &args.prompt_file)?;
+    if prompt.trim().is_empty() {
+        bail!("the prompt is empty");
+    }
+    let mode = args.run.mode()?;
+    let thoughts = args.run.thought_count(default_thoughts(&source))?;
+    let interventions = args.run.interventions()?;
+    if args.top_k == 0 {
+        bail!("--top-k must be at least 1");
+    }
+    let (device, dtype) = args.model.device_and_dtype()?;
+
+    let t0 = Instant::now();
+    let loaded = load_model(&source, &device, dtype)?;
+    let load_ms = t0.elapsed().as_secs_f64() * 1e3;
+
+    let t1 = Instant::now();
+    let hooks = loaded.model.hooks(&interventions)?;
+    let spec = RunSpec {
+        thoughts,
+        mode,
+        max_new_tokens: args.run.max_new_tokens,
+        context_rows: 1,
+        attention: false,
+    };
+    let (_, mut doc) = analyze_prompt(
+        &loaded.model,
+        &loaded.tokenizer,
+        &prompt,
+        &spec,
+        &hooks,
+        args.top_k,
+    )?;
+    doc.timings.load_ms = load_ms;
+    doc.timings.compute_ms = t1.elapsed().as_secs_f64() * 1e3;
+    println!("{}", serde_json::to_string_pretty(&doc)?);
+    Ok(())
+}

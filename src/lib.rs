@@ -1,0 +1,11 @@
+//! coconut-lens: an interpretability explorer for language models that reason in continuous
+//! thought (Coconut, Hao et al. 2024).
+//!
+//! Layers, bottom up: [`model`] (loading and an instrumented forward pass), [`thought`] (the
+//! continuous-thought runner), [`analysis`] (logit lens, angular distances, head importance),
+//! and the front ends ([`cli`]). None of the engine layers knows about the terminal.
+
+pub mod analysis;
+pub mod cli;
+pub mod model;
+pub mod thought;

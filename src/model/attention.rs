@@ -1,0 +1,177 @@
+//! Pieces shared by the GPT-2 and Llama blocks: norms, causal attention with head gates, the KV cache.
+
+use candle_core::{D, DType, Device, Result, Tensor};
+
+/// Options that hold for every op of a forward pass.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OpMode {
+    /// Use the composed (differentiable) kernels: candle's fused softmax, norms and rope drop gradients.
+    pub differentiable: bool,
+}
+
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f32,
+}
+
+impl LayerNorm {
+    pub fn load(vb: candle_nn::VarBuilder, size: usize, eps: f64) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get(size, "weight")?,
+            bias: vb.get(size, "bias")?,
+            eps: eps as f32,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, mode: OpMode) -> Result<Tensor> {
+        if mode.differentiable {
+            candle_nn::ops::layer_norm_slow(x, &self.weight, &self.bias, self.eps)
+        } else {
+            candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps)
+        }
+    }
+}
+
+pub struct RmsNorm {
+    weight: Tensor,
+    eps: f32,
+}
+
+impl RmsNorm {
+    pub fn load(vb: candle_nn::VarBuilder, size: usize, eps: f64) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get(size, "weight")?,
+            eps: eps as f32,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, mode: OpMode) -> Result<Tensor> {
+        if mode.differentiable {
+            candle_nn::ops::rms_norm_slow(x, &self.weight, self.eps)
+        } else {
+            candle_nn::ops::rms_norm(x, &self.weight, self.eps)
+        }
+    }
+}
+
+/// Keys and values of one layer for the positions seen so far, `[1, kv_heads, T, head_dim]`.
+#[derive(Clone, Default)]
+pub struct LayerCache {
+    kv: Option<(Tensor, Tensor)>,
+}
+
+impl LayerCache {
+    pub fn len(&self) -> usize {
+        self.kv.as_ref().map_or(0, |(k, _)| k.dim(2).unwrap_or(0))
+    }
+
+    /// Appends this step's keys and values; returns those of all positions.
+    pub fn append(&mut self, k: Tensor, v: Tensor) -> Result<(Tensor, Tensor)> {
+        let (k, v) = match self.kv.take() {
+            None => (k, v),
+            Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
+        };
+        self.kv = Some((k.clone(), v.clone()));
+        Ok((k, v))
+    }
+}
+
+/// The KV cache of a whole model.
+#[derive(Clone)]
+pub struct KvCache {
+    pub(crate) layers: Vec<LayerCache>,
+    /// Number of positions processed.
+    pub(crate) len: usize,
+}
+
+impl KvCache {
+    pub fn new(layers: usize) -> Self {
+        Self {
+            layers: vec![LayerCache::default(); layers],
+            len: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Additive causal mask `[T, start + T]` for queries at positions `start..start + T`.
+fn causal_mask(t: usize, start: usize, dtype: DType, device: &Device) -> Result<Tensor> {
+    let total = start + t;
+    let mask: Vec<f32> = (0..t)
+        .flat_map(|i| {
+            (0..total).map(move |j| {
+                if j > start + i {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
+        })
+        .collect();
+    Tensor::from_vec(mask, (t, total), device)?.to_dtype(dtype)
+}
+
+/// Repeats grouped key/value heads so that every query head has its own, `[1, H, T, d]`.
+fn repeat_kv(x: Tensor, n_rep: usize) -> Result<Tensor> {
+    if n_rep == 1 {
+        return Ok(x);
+    }
+    let (b, kv, t, d) = x.dims4()?;
+    x.unsqueeze(2)?
+        .expand((b, kv, n_rep, t, d))?
+        .reshape((b, kv * n_rep, t, d))
+}
+
+/// Scaled dot-product causal attention.
+/// `q`: `[1, H, T, d]`; `k`, `v`: `[1, KV, start + T, d]`; `gate`: `[H]` multiplies each head's
+/// output before heads are merged. Returns the merged output `[1, T, H*d]` and, when asked, the
+/// attention probabilities `[H, T, start + T]`.
+pub fn attend(
+    q: &Tensor,
+    k: Tensor,
+    v: Tensor,
+    start: usize,
+    gate: Option<&Tensor>,
+    want_probs: bool,
+    mode: OpMode,
+) -> Result<(Tensor, Option<Tensor>)> {
+    let (b, h, t, d) = q.dims4()?;
+    let n_rep = h / k.dim(1)?;
+    let k = repeat_kv(k, n_rep)?.contiguous()?;
+    let v = repeat_kv(v, n_rep)?.contiguous()?;
+    let scores = (q.contiguous()?.matmul(&k.t()?)? / (d as f64).sqrt())?;
+    let scores = if t > 1 || start > 0 {
+        let mask = causal_mask(t, start, scores.dtype(), scores.device())?;
+        scores.broadcast_add(&mask)?
+    } else {
+        scores
+    };
+    // Softmax in f32 whatever the model dtype.
+    let in_dtype = scores.dtype();
+    let scores = scores.to_dtype(DType::F32)?;
+    let probs = if mode.differentiable {
+        candle_nn::ops::softmax(&scores, D::Minus1)?
+    } else {
+        candle_nn::ops::softmax_last_dim(&scores)?
+    };
+    let kept = if want_probs {
+        Some(probs.squeeze(0)?)
+    } else {
+        None
+    };
+    let probs = probs.to_dtype(in_dtype)?;
+    let mut out = probs.matmul(&v)?; // [1, H, T, d]
+    if let Some(gate) = gate {
+        out = out.broadcast_mul(&gate.to_dtype(out.dtype())?.reshape((1, h, 1, 1))?)?;
+    }
+    let merged = out.transpose(1, 2)?.reshape((b, t, h * d))?;
+    Ok((merged, kept))
+}

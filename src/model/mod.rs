@@ -1,0 +1,346 @@
+//! Models: loading (local folder, hub id, Coconut checkpoint), and an instrumented forward pass
+//! over input embeddings with named capture points and interventions.
+//!
+//! Capture points follow TransformerLens names: `resid_pre.{l}` is x^l, the residual stream
+//! entering block l (x^0 = embeddings, positions included), `resid_final` is x^L (after the
+//! last block, before the final norm), `attn.pattern.{l}` the attention probabilities of layer
+//! l, and `head_out.{l}.{h}` the output of head h before the output projection, which the head
+//! gates multiply.
+
+pub mod attention;
+pub mod config;
+pub mod gpt2;
+pub mod llama;
+pub mod load;
+pub mod source;
+pub mod tokenizer;
+pub mod weights;
+
+use std::collections::BTreeSet;
+
+use anyhow::{Result, bail};
+use candle_core::{DType, Device, IndexOp, Tensor};
+use serde::{Deserialize, Serialize};
+
+pub use attention::{KvCache, OpMode};
+pub use load::{DeviceSpec, LoadedModel, load_model, parse_dtype};
+pub use source::ModelSource;
+pub use tokenizer::{CoconutTokens, Tokenizer};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    Gpt2,
+    Llama,
+}
+
+/// What the rest of the program needs to know about a model.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelInfo {
+    pub arch: Arch,
+    pub layers: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub d_model: usize,
+    pub vocab: usize,
+    #[serde(skip)]
+    pub context: usize,
+    #[serde(skip)]
+    pub eos_ids: Vec<u32>,
+}
+
+/// Interventions applied to every forward pass of a run. Layers and heads are 0-based.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interventions {
+    /// `(layer, head)` pairs whose output is gated to zero before the output projection.
+    pub ablated_heads: BTreeSet<(usize, usize)>,
+    /// Layers whose block is replaced by the identity.
+    pub skipped_layers: BTreeSet<usize>,
+}
+
+impl Interventions {
+    pub fn is_empty(&self) -> bool {
+        self.ablated_heads.is_empty() && self.skipped_layers.is_empty()
+    }
+
+    /// Parses `L.H,L.H` (an empty string is no ablation).
+    pub fn parse_heads(spec: &str) -> Result<BTreeSet<(usize, usize)>> {
+        let mut out = BTreeSet::new();
+        for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let parsed = item
+                .split_once('.')
+                .and_then(|(l, h)| Some((l.trim().parse().ok()?, h.trim().parse().ok()?)));
+            match parsed {
+                Some(lh) => {
+                    out.insert(lh);
+                }
+                None => bail!(
+                    "malformed head \"{item}\" in --ablate-heads: expected LAYER.HEAD, e.g. 3.7"
+                ),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Parses `L,L`.
+    pub fn parse_layers(spec: &str) -> Result<BTreeSet<usize>> {
+        spec.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|item| {
+                item.parse::<usize>().map_err(|_| {
+                    anyhow::anyhow!("malformed layer \"{item}\" in --ablate-layers: expected a layer number, e.g. 3")
+                })
+            })
+            .collect()
+    }
+
+    pub fn validate(&self, info: &ModelInfo) -> Result<()> {
+        for &(l, h) in &self.ablated_heads {
+            if l >= info.layers || h >= info.heads {
+                bail!(
+                    "head {l}.{h} is out of range: the model has {} layers (0..{}) and {} heads per layer (0..{})",
+                    info.layers,
+                    info.layers - 1,
+                    info.heads,
+                    info.heads - 1
+                );
+            }
+        }
+        for &l in &self.skipped_layers {
+            if l >= info.layers {
+                bail!(
+                    "layer {l} is out of range: the model has {} layers (0..{})",
+                    info.layers,
+                    info.layers - 1
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Interventions in the form a forward pass uses them.
+#[derive(Clone)]
+pub struct Hooks {
+    pub skip: Vec<bool>,
+    /// `[layers, heads]` gate on every head output; `None` means all ones.
+    pub gates: Option<Tensor>,
+    pub mode: OpMode,
+}
+
+impl Hooks {
+    pub fn none(layers: usize) -> Self {
+        Self {
+            skip: vec![false; layers],
+            gates: None,
+            mode: OpMode::default(),
+        }
+    }
+}
+
+/// What to record during a forward pass. Rows index the positions of this call.
+#[derive(Debug, Clone, Default)]
+pub struct Capture {
+    /// Rows at which to record x^0..x^L.
+    pub resid_rows: Vec<usize>,
+    /// Record attention probabilities of every layer.
+    pub attention: bool,
+}
+
+pub struct StepOutput {
+    /// `[L+1, rows, D]` residual stream at the captured rows.
+    pub resid: Option<Tensor>,
+    /// Per layer `[H, T, start + T]` (`None` for skipped layers), when asked.
+    pub attention: Vec<Option<Tensor>>,
+    /// `[T, D]` final hidden state after the final norm: what the LM head sees.
+    pub hidden: Tensor,
+}
+
+enum Net {
+    Gpt2(gpt2::Gpt2),
+    Llama(llama::Llama),
+}
+
+pub struct Model {
+    pub info: ModelInfo,
+    net: Net,
+    device: Device,
+    dtype: DType,
+}
+
+impl Model {
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Hooks for a set of interventions (validated against the model).
+    pub fn hooks(&self, iv: &Interventions) -> Result<Hooks> {
+        iv.validate(&self.info)?;
+        let mut skip = vec![false; self.info.layers];
+        for &l in &iv.skipped_layers {
+            skip[l] = true;
+        }
+        let gates = if iv.ablated_heads.is_empty() {
+            None
+        } else {
+            Some(self.gate_tensor(iv)?)
+        };
+        Ok(Hooks {
+            skip,
+            gates,
+            mode: OpMode::default(),
+        })
+    }
+
+    /// `[layers, heads]` f32 gates: 0 for ablated heads, 1 elsewhere.
+    pub fn gate_tensor(&self, iv: &Interventions) -> Result<Tensor> {
+        let (l, h) = (self.info.layers, self.info.heads);
+        let mut g = vec![1f32; l * h];
+        for &(li, hi) in &iv.ablated_heads {
+            g[li * h + hi] = 0.0;
+        }
+        Ok(Tensor::from_vec(g, (l, h), &self.device)?)
+    }
+
+    /// Token embeddings `[T, D]` (no positions).
+    pub fn embed_ids(&self, ids: &[u32]) -> Result<Tensor> {
+        let ids = Tensor::new(ids, &self.device)?;
+        Ok(match &self.net {
+            Net::Gpt2(m) => m.embed(&ids)?,
+            Net::Llama(m) => m.embed(&ids)?,
+        })
+    }
+
+    /// The token embedding matrix `[V, D]`.
+    pub fn embeddings(&self) -> &Tensor {
+        match &self.net {
+            Net::Gpt2(m) => m.embeddings(),
+            Net::Llama(m) => m.embeddings(),
+        }
+    }
+
+    /// Runs `embeds` (`[T, D]` input embeddings, positions not yet added) at the next positions
+    /// of `cache`, recording what `capture` asks for.
+    pub fn forward(
+        &self,
+        embeds: &Tensor,
+        cache: &mut KvCache,
+        capture: &Capture,
+        hooks: &Hooks,
+    ) -> Result<StepOutput> {
+        let start = cache.len;
+        let t = embeds.dim(0)?;
+        if start + t > self.info.context {
+            bail!(
+                "the sequence needs {} positions but the model's context is {}",
+                start + t,
+                self.info.context
+            );
+        }
+        let x = embeds.to_dtype(self.dtype)?.unsqueeze(0)?;
+        let x0 = match &self.net {
+            Net::Gpt2(m) => m.add_positions(&x, start)?,
+            Net::Llama(_) => x,
+        };
+        let out = self.run_blocks(0, x0, start, cache, capture, hooks)?;
+        cache.len = start + t;
+        Ok(out)
+    }
+
+    /// Runs blocks `from..L` on `x` = x^from (`[1, T, D]`) at positions `start..start + T`.
+    fn run_blocks(
+        &self,
+        from: usize,
+        mut x: Tensor,
+        start: usize,
+        cache: &mut KvCache,
+        capture: &Capture,
+        hooks: &Hooks,
+    ) -> Result<StepOutput> {
+        let rows = if capture.resid_rows.is_empty() {
+            None
+        } else {
+            let r: Vec<u32> = capture.resid_rows.iter().map(|&r| r as u32).collect();
+            Some(Tensor::new(r.as_slice(), &self.device)?)
+        };
+        let record = |x: &Tensor| -> Result<Option<Tensor>> {
+            Ok(match &rows {
+                Some(r) => Some(x.i(0)?.index_select(r, 0)?),
+                None => None,
+            })
+        };
+        let mut resid = Vec::new();
+        if let Some(r) = record(&x)? {
+            resid.push(r);
+        }
+        let mut attention = Vec::new();
+        for l in from..self.info.layers {
+            if hooks.skip[l] {
+                attention.push(None);
+            } else {
+                let gate = match &hooks.gates {
+                    Some(g) => Some(g.i(l)?),
+                    None => None,
+                };
+                let lc = &mut cache.layers[l];
+                let (y, probs) = match &self.net {
+                    Net::Gpt2(m) => m.block(
+                        l,
+                        &x,
+                        start,
+                        lc,
+                        gate.as_ref(),
+                        capture.attention,
+                        hooks.mode,
+                    )?,
+                    Net::Llama(m) => m.block(
+                        l,
+                        &x,
+                        start,
+                        lc,
+                        gate.as_ref(),
+                        capture.attention,
+                        hooks.mode,
+                    )?,
+                };
+                x = y;
+                attention.push(probs);
+            }
+            if let Some(r) = record(&x)? {
+                resid.push(r);
+            }
+        }
+        let hidden = self.final_norm(&x.i(0)?, hooks.mode)?;
+        let resid = if resid.is_empty() {
+            None
+        } else {
+            Some(Tensor::stack(&resid, 0)?)
+        };
+        Ok(StepOutput {
+            resid,
+            attention,
+            hidden,
+        })
+    }
+
+    pub fn final_norm(&self, x: &Tensor, mode: OpMode) -> Result<Tensor> {
+        Ok(match &self.net {
+            Net::Gpt2(m) => m.final_norm(x, mode)?,
+            Net::Llama(m) => m.final_norm(x, mode)?,
+        })
+    }
+
+    /// Logits `[N, V]` for final-normed hidden states `[N, D]`.
+    pub fn unembed(&self, hidden: &Tensor) -> Result<Tensor> {
+        let w = match &self.net {
+            Net::Gpt2(m) => m.lm_head(),
+            Net::Llama(m) => m.lm_head(),
+        };
+        Ok(hidden.matmul(&w.t()?)?)
+    }
+}

@@ -1,0 +1,315 @@
+//! Where a model comes from: a local Hugging Face folder, a hub id, or a Coconut checkpoint.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use hf_hub::{Repo, RepoType};
+
+/// The parsed `--model` (and `--base`) arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSource {
+    /// A folder with `config.json`, `tokenizer.json` and safetensors weights.
+    Local(PathBuf),
+    /// `owner/name[@revision]` on the Hugging Face hub.
+    Hub {
+        repo: String,
+        revision: Option<String>,
+    },
+    /// A `torch.save` state dict from the official Coconut code (`base_causallm.*` keys), with the
+    /// source that provides `config.json` and `tokenizer.json`.
+    Coconut {
+        checkpoint: PathBuf,
+        base: Box<ModelSource>,
+    },
+}
+
+/// The files a model is built from.
+#[derive(Debug, Clone)]
+pub struct ModelFiles {
+    pub config: PathBuf,
+    pub tokenizer: PathBuf,
+    pub weights: WeightFiles,
+}
+
+#[derive(Debug, Clone)]
+pub enum WeightFiles {
+    Safetensors(Vec<PathBuf>),
+    CoconutCheckpoint(PathBuf),
+}
+
+impl fmt::Display for ModelSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Local(p) => write!(f, "{}", p.display()),
+            Self::Hub {
+                repo,
+                revision: Some(r),
+            } => write!(f, "{repo}@{r}"),
+            Self::Hub {
+                repo,
+                revision: None,
+            } => write!(f, "{repo}"),
+            Self::Coconut { checkpoint, base } => {
+                write!(f, "{} (base {base})", checkpoint.display())
+            }
+        }
+    }
+}
+
+fn is_hub_id(s: &str) -> bool {
+    let id = s.split_once('@').map_or(s, |(id, _)| id);
+    let valid = |part: &str| {
+        !part.is_empty()
+            && !part.starts_with('.')
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
+    matches!(id.split_once('/'), Some((owner, name)) if valid(owner) && valid(name))
+}
+
+impl ModelSource {
+    /// Interprets `--model SRC` and `--base SRC`.
+    pub fn parse(model: &str, base: Option<&str>) -> Result<Self> {
+        let path = Path::new(model);
+        if path.is_file() {
+            let Some(base) = base else {
+                bail!(
+                    "{model} is a file: a Coconut checkpoint needs --base SRC (the folder or hub id with config.json and tokenizer.json)"
+                );
+            };
+            let base = Self::parse(base, None).context("--base")?;
+            if matches!(base, Self::Coconut { .. }) {
+                bail!("--base must be a model folder or hub id, not a checkpoint file");
+            }
+            return Ok(Self::Coconut {
+                checkpoint: path.to_path_buf(),
+                base: Box::new(base),
+            });
+        }
+        if base.is_some() {
+            bail!("--base is only used with a Coconut checkpoint file as --model");
+        }
+        if path.is_dir() {
+            return Ok(Self::Local(path.to_path_buf()));
+        }
+        if is_hub_id(model) && !model.starts_with("./") {
+            let (repo, revision) = match model.split_once('@') {
+                Some((r, rev)) if !rev.is_empty() => (r.to_string(), Some(rev.to_string())),
+                Some(_) => bail!("empty revision in \"{model}\""),
+                None => (model.to_string(), None),
+            };
+            return Ok(Self::Hub { repo, revision });
+        }
+        bail!("{model}: no such folder or file (and not a hub id of the form owner/name)")
+    }
+
+    /// Finds (and for hub ids, downloads when needed) the files of the model.
+    pub fn resolve(&self) -> Result<ModelFiles> {
+        match self {
+            Self::Local(dir) => resolve_local(dir),
+            Self::Hub { repo, revision } => resolve_hub(repo, revision.as_deref()),
+            Self::Coconut { checkpoint, base } => {
+                let base_files = base.resolve()?;
+                Ok(ModelFiles {
+                    weights: WeightFiles::CoconutCheckpoint(checkpoint.clone()),
+                    ..base_files
+                })
+            }
+        }
+    }
+}
+
+fn resolve_local(dir: &Path) -> Result<ModelFiles> {
+    let need = |name: &str| -> Result<PathBuf> {
+        let p = dir.join(name);
+        if !p.is_file() {
+            bail!("{}: missing {name}", dir.display());
+        }
+        Ok(p)
+    };
+    let config = need("config.json")?;
+    let tokenizer = need("tokenizer.json")?;
+    let single = dir.join("model.safetensors");
+    let index = dir.join("model.safetensors.index.json");
+    let weights = if single.is_file() {
+        vec![single]
+    } else if index.is_file() {
+        super::weights::MmapSafetensors::shard_paths(&index)?
+    } else {
+        bail!(
+            "{}: missing model.safetensors (or model.safetensors.index.json)",
+            dir.display()
+        );
+    };
+    Ok(ModelFiles {
+        config,
+        tokenizer,
+        weights: WeightFiles::Safetensors(weights),
+    })
+}
+
+/// The hub cache: `HF_HUB_CACHE`, else `HF_HOME/hub`, else `~/.cache/huggingface/hub`.
+pub fn hub_cache() -> hf_hub::Cache {
+    match std::env::var_os("HF_HUB_CACHE") {
+        Some(p) if !p.is_empty() => hf_hub::Cache::new(PathBuf::from(p)),
+        _ => hf_hub::Cache::from_env(),
+    }
+}
+
+fn offline() -> bool {
+    std::env::var("HF_HUB_OFFLINE")
+        .map(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+        .unwrap_or(false)
+}
+
+struct HubRepo {
+    cache: hf_hub::Cache,
+    repo: Repo,
+    label: String,
+    api: Option<hf_hub::api::sync::ApiRepo>,
+}
+
+impl HubRepo {
+    fn new(id: &str, revision: Option<&str>) -> Self {
+        let rev = revision.unwrap_or("main").to_string();
+        Self {
+            cache: hub_cache(),
+            repo: Repo::with_revision(id.to_string(), RepoType::Model, rev),
+            label: match revision {
+                Some(r) => format!("{id}@{r}"),
+                None => id.to_string(),
+            },
+            api: None,
+        }
+    }
+
+    /// A file already in the cache, by branch/tag ref or by commit hash.
+    fn cached(&self, file: &str) -> Option<PathBuf> {
+        if let Some(p) = self.cache.repo(self.repo.clone()).get(file) {
+            return Some(p);
+        }
+        let rev = self.repo.revision();
+        if rev.len() == 40 && rev.chars().all(|c| c.is_ascii_hexdigit()) {
+            let p = self
+                .cache
+                .path()
+                .join(self.repo.folder_name())
+                .join("snapshots")
+                .join(rev)
+                .join(file);
+            if p.is_file() {
+                return Some(p);
+            }
+        }
+        None
+    }
+
+    fn api(&mut self) -> Result<&hf_hub::api::sync::ApiRepo> {
+        if self.api.is_none() {
+            let token = std::env::var("HF_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty())
+                .or_else(|| self.cache.token());
+            let api = hf_hub::api::sync::ApiBuilder::from_cache(self.cache.clone())
+                .with_progress(false)
+                .with_token(token)
+                .build()
+                .context("cannot set up the Hugging Face hub client")?;
+            self.api = Some(api.repo(self.repo.clone()));
+        }
+        Ok(self.api.as_ref().expect("just set"))
+    }
+
+    fn get(&mut self, file: &str) -> Result<PathBuf> {
+        if let Some(p) = self.cached(file) {
+            return Ok(p);
+        }
+        if offline() {
+            bail!(
+                "{}: {file} is not in the Hugging Face cache ({}) and HF_HUB_OFFLINE is set",
+                self.label,
+                self.cache.path().display()
+            );
+        }
+        eprintln!("downloading {file} from {} ...", self.label);
+        let label = self.label.clone();
+        let cache_dir = self.cache.path().display().to_string();
+        self.api()?.get(file).map_err(|e| {
+            anyhow::anyhow!(
+                "{label}: {file} is not in the Hugging Face cache ({cache_dir}) and the download failed: {e}"
+            )
+        })
+    }
+}
+
+fn resolve_hub(id: &str, revision: Option<&str>) -> Result<ModelFiles> {
+    let mut repo = HubRepo::new(id, revision);
+    let config = repo.get("config.json")?;
+    let tokenizer = repo.get("tokenizer.json")?;
+    let weights = if let Some(p) = repo.cached("model.safetensors") {
+        vec![p]
+    } else if let Some(index) = repo.cached("model.safetensors.index.json") {
+        shards_from_hub(&mut repo, &index)?
+    } else {
+        match repo.get("model.safetensors") {
+            Ok(p) => vec![p],
+            Err(single_err) => match repo.get("model.safetensors.index.json") {
+                Ok(index) => shards_from_hub(&mut repo, &index)?,
+                Err(_) => return Err(single_err),
+            },
+        }
+    };
+    Ok(ModelFiles {
+        config,
+        tokenizer,
+        weights: WeightFiles::Safetensors(weights),
+    })
+}
+
+fn shards_from_hub(repo: &mut HubRepo, index: &Path) -> Result<Vec<PathBuf>> {
+    let listed = super::weights::MmapSafetensors::shard_paths(index)?;
+    listed
+        .iter()
+        .map(|p| {
+            let name = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .context("bad shard name")?;
+            repo.get(name)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hub_ids_are_recognised() {
+        assert!(is_hub_id("openai-community/gpt2"));
+        assert!(is_hub_id("meta-llama/Llama-3.2-1B@main"));
+        assert!(!is_hub_id("gpt2"));
+        assert!(!is_hub_id("a/b/c"));
+        assert!(!is_hub_id("/abs/path"));
+        assert!(!is_hub_id("../x"));
+    }
+
+    #[test]
+    fn parse_distinguishes_sources() {
+        let src = ModelSource::parse("owner/name@v1", None).unwrap();
+        assert_eq!(
+            src,
+            ModelSource::Hub {
+                repo: "owner/name".into(),
+                revision: Some("v1".into())
+            }
+        );
+        let err = ModelSource::parse("/definitely/not/here", None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no such folder"), "{err}");
+        assert!(ModelSource::parse("owner/name", Some("x/y")).is_err());
+    }
+}

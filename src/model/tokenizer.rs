@@ -1,0 +1,102 @@
+//! A `tokenizer.json` with the three Coconut tokens.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use tokenizers::AddedToken;
+
+pub const START_LATENT: &str = "<|start-latent|>";
+pub const END_LATENT: &str = "<|end-latent|>";
+pub const LATENT: &str = "<|latent|>";
+
+/// Ids of the Coconut markers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoconutTokens {
+    pub start: u32,
+    pub end: u32,
+    pub latent: u32,
+}
+
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    pub coconut: Option<CoconutTokens>,
+}
+
+impl Tokenizer {
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let inner = tokenizers::Tokenizer::from_file(path)
+            .map_err(|e| anyhow::anyhow!("cannot load tokenizer {}: {e}", path.display()))?;
+        let mut tok = Self {
+            inner,
+            coconut: None,
+        };
+        tok.coconut = tok.find_coconut();
+        Ok(tok)
+    }
+
+    fn find_coconut(&self) -> Option<CoconutTokens> {
+        Some(CoconutTokens {
+            start: self.token_id(START_LATENT)?,
+            end: self.token_id(END_LATENT)?,
+            latent: self.token_id(LATENT)?,
+        })
+    }
+
+    /// Adds `<|start-latent|>`, `<|end-latent|>`, `<|latent|>` in that order when missing,
+    /// as the Coconut training code does before resizing the embeddings.
+    pub fn add_coconut_tokens(&mut self) -> Result<()> {
+        for t in [START_LATENT, END_LATENT, LATENT] {
+            if self.token_id(t).is_none() {
+                self.inner
+                    .add_special_tokens([AddedToken::from(t, true)])
+                    .map_err(|e| anyhow::anyhow!("cannot add {t} to the tokenizer: {e}"))?;
+            }
+        }
+        self.coconut = self.find_coconut();
+        Ok(())
+    }
+
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// Number of ids, added tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// `encode(prompt + "\n", add_special_tokens = true)`.
+    pub fn encode_prompt(&self, prompt: &str) -> Result<Vec<u32>> {
+        if prompt.trim().is_empty() {
+            bail!("the prompt is empty");
+        }
+        let enc = self
+            .inner
+            .encode(format!("{prompt}\n"), true)
+            .map_err(|e| anyhow::anyhow!("cannot tokenize the prompt: {e}"))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Ids of a text without special tokens (used for `--target` and data).
+    pub fn encode_plain(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| anyhow::anyhow!("cannot tokenize \"{text}\": {e}"))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// The vocabulary string of an id (e.g. `Ġcat` for byte-level BPE).
+    pub fn token_text(&self, id: u32) -> String {
+        self.inner
+            .id_to_token(id)
+            .unwrap_or_else(|| format!("<{id}>"))
+    }
+
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner
+            .decode(ids, true)
+            .map_err(|e| anyhow::anyhow!("cannot decode ids: {e}"))
+            .context("decoding the answer")
+    }
+}

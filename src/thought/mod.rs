@@ -1,0 +1,318 @@
+//! The continuous-thought runner: prompt, then thoughts, then the greedy answer.
+//!
+//! The prefix runs once; each thought and each answer token is one cached step. Every mode is a
+//! small rule for "what is the next input embedding" given the last final hidden state.
+
+use anyhow::{Result, bail};
+use candle_core::{D, IndexOp, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Capture, Hooks, KvCache, Model, Tokenizer};
+
+/// How a thought becomes the next input embedding.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "name")]
+pub enum ThoughtMode {
+    /// Coconut: the final hidden state (after the final norm) is the next input embedding.
+    Coconut,
+    /// Soft Thinking: the probability-weighted mix of the embeddings of the top tokens.
+    Soft { top_k: usize, top_p: f32 },
+    /// Chain of thought: the greedy token is embedded.
+    Token,
+    /// Pause tokens: the `<|latent|>` embedding itself, no recycling.
+    Pause,
+}
+
+impl ThoughtMode {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Coconut => "coconut",
+            Self::Soft { .. } => "soft",
+            Self::Token => "token",
+            Self::Pause => "pause",
+        }
+    }
+}
+
+/// How many thoughts to run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum ThoughtCount {
+    Fixed {
+        n: usize,
+    },
+    /// Stop once a thought's decoded distribution has entropy below `entropy_stop` (nats);
+    /// that thought is still fed. At most `max` thoughts.
+    Auto {
+        entropy_stop: f32,
+        max: usize,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    pub thoughts: ThoughtCount,
+    pub mode: ThoughtMode,
+    pub max_new_tokens: usize,
+    /// How many of the last input positions before the thoughts to record as steps.
+    pub context_rows: usize,
+    /// Record attention probabilities of every step.
+    pub attention: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepKind {
+    /// A prompt position (the last `context_rows` before the thoughts).
+    Prompt,
+    /// Thought k (1-based).
+    Thought(usize),
+    /// The position that predicts answer token i (0-based); i = 0 is the last input position.
+    Answer(usize),
+}
+
+/// What the analyses need of one position.
+pub struct StepRecord {
+    pub kind: StepKind,
+    pub position: usize,
+    /// `[L+1, D]`: x^0..x^L at this position.
+    pub resid: Tensor,
+    /// `[D]`: the final hidden state after the final norm.
+    pub hidden: Tensor,
+    /// `[V]`: the model's next-token logits here.
+    pub logits: Tensor,
+    /// Per layer `[H, position + 1]` attention of this query position, when asked.
+    pub attention: Option<Vec<Option<Tensor>>>,
+}
+
+pub struct Run {
+    /// Every input id fed before the answer (thought slots carry `<|latent|>` or, in token
+    /// mode, the greedy token; without Coconut markers latent slots have no id).
+    pub input_ids: Vec<u32>,
+    pub prompt_steps: Vec<StepRecord>,
+    pub thoughts: Vec<StepRecord>,
+    /// `answer[0]` is at the last input position.
+    pub answer: Vec<StepRecord>,
+    pub answer_ids: Vec<u32>,
+}
+
+impl Run {
+    pub fn answer_first(&self) -> &StepRecord {
+        &self.answer[0]
+    }
+}
+
+/// Records the step at `row` of a forward output.
+fn record(
+    model: &Model,
+    out: &crate::model::StepOutput,
+    row: usize,
+    rows_captured: &[usize],
+    kind: StepKind,
+    position: usize,
+) -> Result<StepRecord> {
+    let ri = rows_captured
+        .iter()
+        .position(|&r| r == row)
+        .expect("row captured");
+    let resid = out
+        .resid
+        .as_ref()
+        .expect("resid captured")
+        .i((.., ri, ..))?;
+    let hidden = out.hidden.i(row)?;
+    let logits = model.unembed(&hidden.unsqueeze(0)?)?.squeeze(0)?;
+    let attention = if out.attention.is_empty() {
+        None
+    } else {
+        Some(
+            out.attention
+                .iter()
+                .map(|a| a.as_ref().map(|a| a.i((.., row, ..))).transpose())
+                .collect::<candle_core::Result<Vec<_>>>()?,
+        )
+    };
+    Ok(StepRecord {
+        kind,
+        position,
+        resid,
+        hidden,
+        logits,
+        attention,
+    })
+}
+
+fn argmax(logits: &Tensor) -> Result<u32> {
+    Ok(logits.argmax(D::Minus1)?.to_scalar::<u32>()?)
+}
+
+/// Entropy in nats of softmax(logits).
+pub fn entropy(logits: &Tensor) -> Result<f32> {
+    let logits = logits.to_dtype(candle_core::DType::F32)?;
+    let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+    let h = (logp.exp()? * &logp)?.sum_all()?.neg()?;
+    Ok(h.to_scalar::<f32>()?)
+}
+
+/// The Soft Thinking input: renormalised top-k / top-p mix of token embeddings, `[D]`.
+pub fn soft_embedding(model: &Model, logits: &Tensor, top_k: usize, top_p: f32) -> Result<Tensor> {
+    let probs = candle_nn::ops::softmax_last_dim(&logits.to_dtype(candle_core::DType::F32)?)?;
+    let p: Vec<f32> = probs.to_vec1()?;
+    let mut order: Vec<usize> = (0..p.len()).collect();
+    order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
+    let mut ids = Vec::new();
+    let mut weights = Vec::new();
+    let mut mass = 0.0;
+    for &i in order.iter().take(top_k.max(1)) {
+        ids.push(i as u32);
+        weights.push(p[i]);
+        mass += p[i];
+        if mass >= top_p {
+            break;
+        }
+    }
+    let total: f32 = weights.iter().sum();
+    let w = Tensor::from_vec(
+        weights.iter().map(|w| w / total).collect::<Vec<_>>(),
+        (1, ids.len()),
+        model.device(),
+    )?;
+    let e = model.embed_ids(&ids)?.to_dtype(candle_core::DType::F32)?;
+    Ok(w.matmul(&e)?.squeeze(0)?)
+}
+
+/// Runs prompt -> thoughts -> answer. `prompt_ids` is `encode(prompt + "\n")`.
+pub fn run(
+    model: &Model,
+    tokenizer: &Tokenizer,
+    prompt_ids: &[u32],
+    spec: &RunSpec,
+    hooks: &Hooks,
+) -> Result<Run> {
+    if prompt_ids.is_empty() {
+        bail!("the prompt encodes to no tokens");
+    }
+    let markers = tokenizer.coconut;
+    if spec.mode == ThoughtMode::Pause && markers.is_none() {
+        bail!("pause mode needs the <|latent|> token, which this tokenizer does not have");
+    }
+    let max_thoughts = match spec.thoughts {
+        ThoughtCount::Fixed { n } => n,
+        ThoughtCount::Auto { max, .. } => max,
+    };
+    let needed = prompt_ids.len() + max_thoughts + if markers.is_some() { 2 } else { 0 };
+    if needed > model.info.context {
+        bail!(
+            "the prompt has {} tokens; with {} thoughts and the markers the input needs {} positions, more than the model's context of {}",
+            prompt_ids.len(),
+            max_thoughts,
+            needed,
+            model.info.context
+        );
+    }
+
+    let mut ids = prompt_ids.to_vec();
+    if let Some(m) = markers {
+        ids.push(m.start);
+    }
+    let mut cache = KvCache::new(model.info.layers);
+    let prefix_len = ids.len();
+    let ctx = spec.context_rows.clamp(1, prefix_len);
+    let rows: Vec<usize> = (prefix_len - ctx..prefix_len).collect();
+    let capture = Capture {
+        resid_rows: rows.clone(),
+        attention: spec.attention,
+    };
+    let out = model.forward(&model.embed_ids(&ids)?, &mut cache, &capture, hooks)?;
+    let mut prompt_steps = Vec::with_capacity(ctx);
+    for &r in &rows {
+        prompt_steps.push(record(model, &out, r, &rows, StepKind::Prompt, r)?);
+    }
+    // The step at the last position so far; prompt_steps keeps its own copy.
+    let mut last = record(
+        model,
+        &out,
+        prefix_len - 1,
+        &rows,
+        StepKind::Prompt,
+        prefix_len - 1,
+    )?;
+    let step_capture = Capture {
+        resid_rows: vec![0],
+        attention: spec.attention,
+    };
+    let step = |embed: &Tensor, cache: &mut KvCache, kind: StepKind| -> Result<StepRecord> {
+        let pos = cache.len();
+        let out = model.forward(&embed.unsqueeze(0)?, cache, &step_capture, hooks)?;
+        record(model, &out, 0, &[0], kind, pos)
+    };
+
+    let mut thoughts = Vec::new();
+    for k in 1..=max_thoughts {
+        let mut thought = last;
+        thought.kind = StepKind::Thought(k);
+        let (next, slot_id) = match spec.mode {
+            ThoughtMode::Coconut => (thought.hidden.clone(), markers.map(|m| m.latent)),
+            ThoughtMode::Pause => {
+                let latent = markers.expect("checked above").latent;
+                (model.embed_ids(&[latent])?.squeeze(0)?, Some(latent))
+            }
+            ThoughtMode::Token => {
+                let t = argmax(&thought.logits)?;
+                (model.embed_ids(&[t])?.squeeze(0)?, Some(t))
+            }
+            ThoughtMode::Soft { top_k, top_p } => (
+                soft_embedding(model, &thought.logits, top_k, top_p)?,
+                markers.map(|m| m.latent),
+            ),
+        };
+        let stop = match spec.thoughts {
+            ThoughtCount::Auto { entropy_stop, .. } => entropy(&thought.logits)? < entropy_stop,
+            ThoughtCount::Fixed { .. } => false,
+        };
+        thoughts.push(thought);
+        ids.extend(slot_id);
+        last = step(&next, &mut cache, StepKind::Thought(k + 1))?;
+        if stop {
+            break;
+        }
+    }
+    if let Some(m) = markers {
+        ids.push(m.end);
+        last = step(
+            &model.embed_ids(&[m.end])?.squeeze(0)?,
+            &mut cache,
+            StepKind::Answer(0),
+        )?;
+    }
+
+    let mut answer = Vec::new();
+    let mut answer_ids = Vec::new();
+    let mut here = last;
+    for i in 0.. {
+        here.kind = StepKind::Answer(i);
+        let tok = argmax(&here.logits)?;
+        answer.push(here);
+        if i >= spec.max_new_tokens {
+            break;
+        }
+        answer_ids.push(tok);
+        if model.info.eos_ids.contains(&tok)
+            || i + 1 == spec.max_new_tokens
+            || cache.len() >= model.info.context
+        {
+            break;
+        }
+        here = step(
+            &model.embed_ids(&[tok])?.squeeze(0)?,
+            &mut cache,
+            StepKind::Answer(i + 1),
+        )?;
+    }
+    Ok(Run {
+        input_ids: ids,
+        prompt_steps,
+        thoughts,
+        answer,
+        answer_ids,
+    })
+}

@@ -1,0 +1,114 @@
+//! Shared helpers for the integration tests: fixture paths and the golden reference format
+//! written by `scripts/make_fixtures.py` (Hugging Face transformers, f32).
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use coconut_lens::model::{Interventions, LoadedModel, ModelSource, load_model};
+use serde::Deserialize;
+
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+pub fn model_dir(name: &str) -> PathBuf {
+    fixture("models").join(name)
+}
+
+pub fn load_dir(name: &str) -> LoadedModel {
+    let src = ModelSource::Local(model_dir(name));
+    load_model(&src, &candle_core::Device::Cpu, candle_core::DType::F32).expect("fixture loads")
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Golden {
+    pub model: String,
+    pub cases: Vec<Case>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Case {
+    pub name: String,
+    pub prompt: String,
+    pub thoughts: usize,
+    pub ablate_heads: Vec<[usize; 2]>,
+    pub ablate_layers: Vec<usize>,
+    pub top_k: usize,
+    pub max_new_tokens: usize,
+    pub input_ids: Vec<u32>,
+    pub thought_steps: Vec<GoldenStep>,
+    pub answer_first: GoldenStep,
+    pub answer_ids: Vec<u32>,
+    #[serde(default)]
+    pub blocks: Option<Vec<GoldenBlock>>,
+    #[serde(default)]
+    pub attention_last: Option<Vec<Vec<Vec<f32>>>>,
+    #[serde(default)]
+    pub head_importance: Option<GoldenImportance>,
+}
+
+impl Case {
+    pub fn interventions(&self) -> Interventions {
+        Interventions {
+            ablated_heads: self.ablate_heads.iter().map(|[l, h]| (*l, *h)).collect::<BTreeSet<_>>(),
+            skipped_layers: self.ablate_layers.iter().copied().collect(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct GoldenStep {
+    #[serde(default)]
+    pub index: Option<usize>,
+    pub position: usize,
+    pub entropy: f32,
+    pub lens: Vec<GoldenLens>,
+    pub angular: Vec<f32>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct GoldenLens {
+    pub layer: usize,
+    pub ids: Vec<u32>,
+    pub probs: Vec<f32>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct GoldenBlock {
+    pub n: usize,
+    pub start: usize,
+    pub distance: f32,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct GoldenImportance {
+    pub target: u32,
+    pub ablation: Vec<Vec<f32>>,
+    pub gradient: Vec<Vec<f32>>,
+    pub layer_ablation: Vec<f32>,
+}
+
+pub fn golden(model: &str) -> Golden {
+    let path = fixture("golden").join(format!("{model}.json"));
+    let text = std::fs::read_to_string(&path).expect("golden file");
+    serde_json::from_str(&text).expect("golden parses")
+}
+
+pub fn assert_close(what: &str, got: f32, want: f32, tol: f32) {
+    assert!(
+        (got - want).abs() <= tol,
+        "{what}: got {got}, want {want} (|diff| {} > {tol})",
+        (got - want).abs()
+    );
+}
+
+/// Relative closeness with an absolute floor for values near zero.
+pub fn assert_rel(what: &str, got: f32, want: f32, rel: f32, floor: f32) {
+    let tol = (rel * want.abs()).max(floor);
+    assert!(
+        (got - want).abs() <= tol,
+        "{what}: got {got}, want {want} (|diff| {} > {tol})",
+        (got - want).abs()
+    );
+}
