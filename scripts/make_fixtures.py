@@ -319,7 +319,6 @@ def to_old_rope_style(cfg: dict) -> None:
     rope = dict(cfg.pop("rope_parameters"))
     cfg["rope_theta"] = rope.pop("rope_theta")
     cfg["rope_scaling"] = rope
-    cfg.pop("rope_scaling_type", None)
 
 
 def to_new_rope_style_without_head_dim(cfg: dict) -> None:

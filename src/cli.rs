@@ -64,7 +64,7 @@ pub struct ModelArgs {
 pub struct RunArgs {
     /// Number of continuous thoughts, or `auto` (stop on low entropy). Default: the model's own
     /// setting, else 6.
-    #[arg(long, value_name = "N|auto")]
+    #[arg(long, value_name = "N|auto", allow_hyphen_values = true)]
     pub thoughts: Option<String>,
     /// Thought mode: coconut, soft, token or pause.
     #[arg(long, default_value = "coconut")]

@@ -20,10 +20,19 @@ fn check_step(ctx: &str, got: &StepAnalysis, want: &GoldenStep) {
         let ids: Vec<u32> = g.top.iter().map(|t| t.id).collect();
         assert_eq!(ids, w.ids, "{ctx}: top-k ids at layer {}", w.layer);
         for (t, p) in g.top.iter().zip(&w.probs) {
-            assert_close(&format!("{ctx}: layer {} prob of {}", w.layer, t.id), t.prob, *p, TOL);
+            assert_close(
+                &format!("{ctx}: layer {} prob of {}", w.layer, t.id),
+                t.prob,
+                *p,
+                TOL,
+            );
         }
     }
-    assert_eq!(got.angular.len(), want.angular.len(), "{ctx}: angular length");
+    assert_eq!(
+        got.angular.len(),
+        want.angular.len(),
+        "{ctx}: angular length"
+    );
     for (l, (g, w)) in got.angular.iter().zip(&want.angular).enumerate() {
         assert_close(&format!("{ctx}: angular {l}"), *g, *w, TOL);
     }
@@ -54,24 +63,41 @@ fn check_model(loaded: &LoadedModel, golden_name: &str) {
         .unwrap();
         let ids: Vec<u32> = doc.tokens.iter().map(|t| t.id).collect();
         assert_eq!(ids, case.input_ids, "{ctx}: input ids");
-        assert_eq!(doc.thoughts.len(), case.thought_steps.len(), "{ctx}: thoughts");
+        assert_eq!(
+            doc.thoughts.len(),
+            case.thought_steps.len(),
+            "{ctx}: thoughts"
+        );
         for (g, w) in doc.thoughts.iter().zip(&case.thought_steps) {
             if let Some(i) = w.index {
                 assert_eq!(g.index, i);
             }
             check_step(&format!("{ctx} thought {}", g.index), &g.step, w);
         }
-        check_step(&format!("{ctx} answer"), &doc.answer.first, &case.answer_first);
+        check_step(
+            &format!("{ctx} answer"),
+            &doc.answer.first,
+            &case.answer_first,
+        );
         assert_eq!(doc.answer.ids, case.answer_ids, "{ctx}: answer ids");
         if let Some(blocks) = &case.blocks {
             assert_eq!(doc.blocks.len(), blocks.len(), "{ctx}: blocks");
             for (g, w) in doc.blocks.iter().zip(blocks) {
                 assert_eq!((g.n, g.start), (w.n, w.start), "{ctx}: block n={}", w.n);
-                assert_close(&format!("{ctx}: block {} distance", w.n), g.distance, w.distance, TOL);
+                assert_close(
+                    &format!("{ctx}: block {} distance", w.n),
+                    g.distance,
+                    w.distance,
+                    TOL,
+                );
             }
         }
         if let Some(want) = &case.attention_last {
-            let att = run.answer_first().attention.as_ref().expect("attention recorded");
+            let att = run
+                .answer_first()
+                .attention
+                .as_ref()
+                .expect("attention recorded");
             for (l, (g, w)) in att.iter().zip(want).enumerate() {
                 let g: Vec<Vec<f32>> = g.as_ref().expect("layer not skipped").to_vec2().unwrap();
                 for (h, (gh, wh)) in g.iter().zip(w).enumerate() {

@@ -9,7 +9,9 @@ use coconut_lens::model::{Interventions, LoadedModel, ModelSource, load_model};
 use serde::Deserialize;
 
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 pub fn model_dir(name: &str) -> PathBuf {
@@ -51,7 +53,11 @@ pub struct Case {
 impl Case {
     pub fn interventions(&self) -> Interventions {
         Interventions {
-            ablated_heads: self.ablate_heads.iter().map(|[l, h]| (*l, *h)).collect::<BTreeSet<_>>(),
+            ablated_heads: self
+                .ablate_heads
+                .iter()
+                .map(|[l, h]| (*l, *h))
+                .collect::<BTreeSet<_>>(),
             skipped_layers: self.ablate_layers.iter().copied().collect(),
         }
     }
