@@ -5,6 +5,10 @@ mod common;
 
 use coconut_lens::analysis::StepAnalysis;
 use coconut_lens::analysis::document::analyze_prompt;
+use coconut_lens::analysis::importance::{
+    SweepControl, ablation_importance, ablation_importance_naive, gradient_importance,
+    greedy_target,
+};
 use coconut_lens::model::LoadedModel;
 use coconut_lens::thought::{RunSpec, ThoughtCount, ThoughtMode};
 use common::*;
@@ -92,6 +96,9 @@ fn check_model(loaded: &LoadedModel, golden_name: &str) {
                 );
             }
         }
+        if let Some(want) = &case.head_importance {
+            check_importance(loaded, case, &spec, want, &ctx);
+        }
         if let Some(want) = &case.attention_last {
             let att = run
                 .answer_first()
@@ -107,6 +114,89 @@ fn check_model(loaded: &LoadedModel, golden_name: &str) {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Ablation KL and gate gradients within 1e-3 relative of the PyTorch-hook reference.
+fn check_importance(
+    loaded: &LoadedModel,
+    case: &Case,
+    spec: &RunSpec,
+    want: &GoldenImportance,
+    ctx: &str,
+) {
+    let (m, tok) = (&loaded.model, &loaded.tokenizer);
+    let ids = tok.encode_prompt(&case.prompt).unwrap();
+    let iv = case.interventions();
+    let target = greedy_target(m, tok, &ids, spec, &iv).unwrap();
+    assert_eq!(target, want.target, "{ctx}: gradient target");
+
+    let mut calls = 0;
+    let mut progress = |done: usize, total: usize| {
+        calls += 1;
+        assert!(done <= total);
+    };
+    let mut ctl = SweepControl {
+        progress: &mut progress,
+        cancel: None,
+    };
+    let fast = ablation_importance(m, tok, &ids, spec, &iv, &mut ctl).unwrap();
+    assert!(calls > 0, "progress reported");
+    for (l, row) in want.ablation.iter().enumerate() {
+        for (h, w) in row.iter().enumerate() {
+            assert_rel(
+                &format!("{ctx}: ablation {l}.{h}"),
+                fast.heads[l][h],
+                *w,
+                1e-3,
+                1e-6,
+            );
+        }
+    }
+    for (l, w) in want.layer_ablation.iter().enumerate() {
+        assert_rel(
+            &format!("{ctx}: layer ablation {l}"),
+            fast.layers[l],
+            *w,
+            1e-3,
+            1e-6,
+        );
+    }
+    for &(l, h) in &iv.ablated_heads {
+        assert_eq!(fast.heads[l][h], 0.0, "{ctx}: already-ablated heads get 0");
+    }
+    // The fast sweep (prefix reuse, batched variants) equals a naive rerun per head.
+    let naive = ablation_importance_naive(m, tok, &ids, spec, &iv).unwrap();
+    for l in 0..naive.heads.len() {
+        for h in 0..naive.heads[l].len() {
+            assert_rel(
+                &format!("{ctx}: fast vs naive {l}.{h}"),
+                fast.heads[l][h],
+                naive.heads[l][h],
+                1e-4,
+                1e-6,
+            );
+        }
+        assert_rel(
+            &format!("{ctx}: fast vs naive layer {l}"),
+            fast.layers[l],
+            naive.layers[l],
+            1e-4,
+            1e-6,
+        );
+    }
+
+    let grad = gradient_importance(m, tok, &ids, spec, &iv, target).unwrap();
+    for (l, row) in want.gradient.iter().enumerate() {
+        for (h, w) in row.iter().enumerate() {
+            assert_rel(
+                &format!("{ctx}: gradient {l}.{h}"),
+                grad[l][h],
+                *w,
+                1e-3,
+                1e-6,
+            );
         }
     }
 }

@@ -2,6 +2,7 @@
 //! document (`coconut-lens.analysis.v1`). Everything here returns plain owned data.
 
 pub mod document;
+pub mod importance;
 
 use anyhow::Result;
 use candle_core::{DType, Tensor};

@@ -55,7 +55,7 @@ impl RmsNorm {
     }
 }
 
-/// Keys and values of one layer for the positions seen so far, `[1, kv_heads, T, head_dim]`.
+/// Keys and values of one layer for the positions seen so far, `[B, kv_heads, T, head_dim]`.
 #[derive(Clone, Default)]
 pub struct LayerCache {
     kv: Option<(Tensor, Tensor)>,
@@ -100,6 +100,36 @@ impl KvCache {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// The same positions for `b` variants: layers below `keep_below` repeat this (batch 1)
+    /// cache, layers from `keep_below` on start empty.
+    pub fn expand_below(&self, keep_below: usize, b: usize) -> Result<Self> {
+        let layers = self
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(l, c)| {
+                let kv = match (&c.kv, l < keep_below) {
+                    (Some((k, v)), true) => Some((repeat_batch(k, b)?, repeat_batch(v, b)?)),
+                    _ => None,
+                };
+                Ok(LayerCache { kv })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            layers,
+            len: self.len,
+        })
+    }
+}
+
+fn repeat_batch(x: &Tensor, b: usize) -> Result<Tensor> {
+    if b == 1 {
+        return Ok(x.clone());
+    }
+    let mut dims = x.dims().to_vec();
+    dims[0] = b;
+    x.expand(dims)?.contiguous()
 }
 
 /// Additive causal mask `[T, start + T]` for queries at positions `start..start + T`.
@@ -131,9 +161,9 @@ fn repeat_kv(x: Tensor, n_rep: usize) -> Result<Tensor> {
 }
 
 /// Scaled dot-product causal attention.
-/// `q`: `[1, H, T, d]`; `k`, `v`: `[1, KV, start + T, d]`; `gate`: `[H]` multiplies each head's
-/// output before heads are merged. Returns the merged output `[1, T, H*d]` and, when asked, the
-/// attention probabilities `[H, T, start + T]`.
+/// `q`: `[B, H, T, d]`; `k`, `v`: `[B, KV, start + T, d]`; `gate`: `[H]` or `[B, H]` multiplies
+/// each head's output before heads are merged. Returns the merged output `[B, T, H*d]` and, when
+/// asked, the attention probabilities `[B, H, T, start + T]`.
 pub fn attend(
     q: &Tensor,
     k: Tensor,
@@ -163,14 +193,15 @@ pub fn attend(
         candle_nn::ops::softmax_last_dim(&scores)?
     };
     let kept = if want_probs {
-        Some(probs.squeeze(0)?)
+        Some(probs.clone())
     } else {
         None
     };
     let probs = probs.to_dtype(in_dtype)?;
     let mut out = probs.matmul(&v)?; // [1, H, T, d]
     if let Some(gate) = gate {
-        out = out.broadcast_mul(&gate.to_dtype(out.dtype())?.reshape((1, h, 1, 1))?)?;
+        let gb = gate.elem_count() / h;
+        out = out.broadcast_mul(&gate.to_dtype(out.dtype())?.reshape((gb, h, 1, 1))?)?;
     }
     let merged = out.transpose(1, 2)?.reshape((b, t, h * d))?;
     Ok((merged, kept))

@@ -124,7 +124,8 @@ impl Interventions {
 #[derive(Clone)]
 pub struct Hooks {
     pub skip: Vec<bool>,
-    /// `[layers, heads]` gate on every head output; `None` means all ones.
+    /// `[layers, heads]` gate on every head output, or `[B, layers, heads]` for a batch of
+    /// variants; `None` means all ones.
     pub gates: Option<Tensor>,
     pub mode: OpMode,
 }
@@ -149,11 +150,11 @@ pub struct Capture {
 }
 
 pub struct StepOutput {
-    /// `[L+1, rows, D]` residual stream at the captured rows.
+    /// `[L+1, rows, D]` residual stream at the captured rows (batch element 0).
     pub resid: Option<Tensor>,
-    /// Per layer `[H, T, start + T]` (`None` for skipped layers), when asked.
+    /// Per layer `[H, T, start + T]` (`None` for skipped layers), when asked (batch element 0).
     pub attention: Vec<Option<Tensor>>,
-    /// `[T, D]` final hidden state after the final norm: what the LM head sees.
+    /// `[T, D]` final hidden state after the final norm: what the LM head sees (batch element 0).
     pub hidden: Tensor,
 }
 
@@ -242,7 +243,7 @@ impl Model {
                 self.info.context
             );
         }
-        let x = embeds.to_dtype(self.dtype)?.unsqueeze(0)?;
+        let x = embeds.to_dtype(self.dtype)?.contiguous()?.unsqueeze(0)?;
         let x0 = match &self.net {
             Net::Gpt2(m) => m.add_positions(&x, start)?,
             Net::Llama(_) => x,
@@ -252,11 +253,103 @@ impl Model {
         Ok(out)
     }
 
+    /// Runs a batch of variants, `embeds` `[B, T, D]`, at the next positions of `cache` (whose
+    /// layers hold `B` variants), returning the final hidden states `[B, T, D]`.
+    pub fn forward_batch(
+        &self,
+        embeds: &Tensor,
+        cache: &mut KvCache,
+        hooks: &Hooks,
+    ) -> Result<Tensor> {
+        let start = cache.len;
+        let t = embeds.dim(1)?;
+        if start + t > self.info.context {
+            bail!(
+                "the sequence needs {} positions but the model's context is {}",
+                start + t,
+                self.info.context
+            );
+        }
+        let x = embeds.to_dtype(self.dtype)?.contiguous()?;
+        let x0 = match &self.net {
+            Net::Gpt2(m) => m.add_positions(&x, start)?,
+            Net::Llama(_) => x,
+        };
+        let x = self
+            .blocks(0, x0, start, cache, hooks, &mut |_, _| Ok(()), false)?
+            .0;
+        cache.len = start + t;
+        self.final_norm(&x, hooks.mode)
+    }
+
+    /// Reruns blocks `from..L` for a batch of variants over the positions already in `cache`:
+    /// `x` `[B, T, D]` is x^from there, `cache` holds layers below `from` (see
+    /// [`KvCache::expand_below`]). Returns the final hidden states `[B, T, D]`.
+    pub fn rerun_from_layer(
+        &self,
+        from: usize,
+        x: &Tensor,
+        cache: &mut KvCache,
+        hooks: &Hooks,
+    ) -> Result<Tensor> {
+        let t = x.dim(1)?;
+        if t != cache.len {
+            bail!(
+                "rerun_from_layer: {t} positions given, the cache holds {}",
+                cache.len
+            );
+        }
+        let x = self
+            .blocks(from, x.clone(), 0, cache, hooks, &mut |_, _| Ok(()), false)?
+            .0;
+        self.final_norm(&x, hooks.mode)
+    }
+
+    /// Blocks `from..L` on `x` (`[B, T, D]`), calling `each` with (l, x^l) for l = from..=L.
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    fn blocks(
+        &self,
+        from: usize,
+        mut x: Tensor,
+        start: usize,
+        cache: &mut KvCache,
+        hooks: &Hooks,
+        each: &mut dyn FnMut(usize, &Tensor) -> Result<()>,
+        want_probs: bool,
+    ) -> Result<(Tensor, Vec<Option<Tensor>>)> {
+        each(from, &x)?;
+        let mut attention = Vec::new();
+        for l in from..self.info.layers {
+            if hooks.skip[l] {
+                attention.push(None);
+            } else {
+                let gate = match &hooks.gates {
+                    Some(g) if g.rank() == 3 => Some(g.i((.., l))?),
+                    Some(g) => Some(g.i(l)?),
+                    None => None,
+                };
+                let lc = &mut cache.layers[l];
+                let (y, probs) = match &self.net {
+                    Net::Gpt2(m) => {
+                        m.block(l, &x, start, lc, gate.as_ref(), want_probs, hooks.mode)?
+                    }
+                    Net::Llama(m) => {
+                        m.block(l, &x, start, lc, gate.as_ref(), want_probs, hooks.mode)?
+                    }
+                };
+                x = y;
+                attention.push(probs);
+            }
+            each(l + 1, &x)?;
+        }
+        Ok((x, attention))
+    }
+
     /// Runs blocks `from..L` on `x` = x^from (`[1, T, D]`) at positions `start..start + T`.
     fn run_blocks(
         &self,
         from: usize,
-        mut x: Tensor,
+        x: Tensor,
         start: usize,
         cache: &mut KvCache,
         capture: &Capture,
@@ -268,53 +361,19 @@ impl Model {
             let r: Vec<u32> = capture.resid_rows.iter().map(|&r| r as u32).collect();
             Some(Tensor::new(r.as_slice(), &self.device)?)
         };
-        let record = |x: &Tensor| -> Result<Option<Tensor>> {
-            Ok(match &rows {
-                Some(r) => Some(x.i(0)?.index_select(r, 0)?),
-                None => None,
-            })
-        };
         let mut resid = Vec::new();
-        if let Some(r) = record(&x)? {
-            resid.push(r);
-        }
-        let mut attention = Vec::new();
-        for l in from..self.info.layers {
-            if hooks.skip[l] {
-                attention.push(None);
-            } else {
-                let gate = match &hooks.gates {
-                    Some(g) => Some(g.i(l)?),
-                    None => None,
-                };
-                let lc = &mut cache.layers[l];
-                let (y, probs) = match &self.net {
-                    Net::Gpt2(m) => m.block(
-                        l,
-                        &x,
-                        start,
-                        lc,
-                        gate.as_ref(),
-                        capture.attention,
-                        hooks.mode,
-                    )?,
-                    Net::Llama(m) => m.block(
-                        l,
-                        &x,
-                        start,
-                        lc,
-                        gate.as_ref(),
-                        capture.attention,
-                        hooks.mode,
-                    )?,
-                };
-                x = y;
-                attention.push(probs);
+        let mut record = |_l: usize, x: &Tensor| -> Result<()> {
+            if let Some(r) = &rows {
+                resid.push(x.i(0)?.index_select(r, 0)?);
             }
-            if let Some(r) = record(&x)? {
-                resid.push(r);
-            }
-        }
+            Ok(())
+        };
+        let (x, attention) =
+            self.blocks(from, x, start, cache, hooks, &mut record, capture.attention)?;
+        let attention = attention
+            .into_iter()
+            .map(|a| a.map(|a| a.i(0)).transpose())
+            .collect::<candle_core::Result<Vec<_>>>()?;
         let hidden = self.final_norm(&x.i(0)?, hooks.mode)?;
         let resid = if resid.is_empty() {
             None

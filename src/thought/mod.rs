@@ -180,6 +180,78 @@ pub fn soft_embedding(model: &Model, logits: &Tensor, top_k: usize, top_p: f32) 
     Ok(w.matmul(&e)?.squeeze(0)?)
 }
 
+/// The largest number of thoughts a spec may run.
+pub fn max_thoughts(spec: &RunSpec) -> usize {
+    match spec.thoughts {
+        ThoughtCount::Fixed { n } => n,
+        ThoughtCount::Auto { max, .. } => max,
+    }
+}
+
+/// Checks a run can be done, and returns the prefix ids: the prompt, then `<|start-latent|>`
+/// when the tokenizer has the Coconut tokens.
+pub fn prefix_ids(
+    model: &Model,
+    tokenizer: &Tokenizer,
+    prompt_ids: &[u32],
+    spec: &RunSpec,
+) -> Result<Vec<u32>> {
+    if prompt_ids.is_empty() {
+        bail!("the prompt encodes to no tokens");
+    }
+    let markers = tokenizer.coconut;
+    if spec.mode == ThoughtMode::Pause && markers.is_none() {
+        bail!("pause mode needs the <|latent|> token, which this tokenizer does not have");
+    }
+    let max = max_thoughts(spec);
+    let needed = prompt_ids.len() + max + if markers.is_some() { 2 } else { 0 };
+    if needed > model.info.context {
+        bail!(
+            "the prompt has {} tokens; with {} thoughts and the markers the input needs {} positions, more than the model's context of {}",
+            prompt_ids.len(),
+            max,
+            needed,
+            model.info.context
+        );
+    }
+    let mut ids = prompt_ids.to_vec();
+    if let Some(m) = markers {
+        ids.push(m.start);
+    }
+    Ok(ids)
+}
+
+/// The next input embeddings `[B, D]` of a batch of thoughts, given their final hidden states
+/// `hidden` `[B, D]` and logits `logits` `[B, V]`; also the id each slot carries, if any.
+pub fn next_embeddings(
+    model: &Model,
+    tokenizer: &Tokenizer,
+    mode: ThoughtMode,
+    hidden: &Tensor,
+    logits: &Tensor,
+) -> Result<(Tensor, Vec<Option<u32>>)> {
+    let b = hidden.dim(0)?;
+    let latent = tokenizer.coconut.map(|m| m.latent);
+    Ok(match mode {
+        ThoughtMode::Coconut => (hidden.clone(), vec![latent; b]),
+        ThoughtMode::Pause => {
+            let latent = latent.expect("pause mode is checked before running");
+            let e = model.embed_ids(&vec![latent; b])?;
+            (e, vec![Some(latent); b])
+        }
+        ThoughtMode::Token => {
+            let ids: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
+            (model.embed_ids(&ids)?, ids.into_iter().map(Some).collect())
+        }
+        ThoughtMode::Soft { top_k, top_p } => {
+            let rows = (0..b)
+                .map(|i| soft_embedding(model, &logits.i(i)?, top_k, top_p))
+                .collect::<Result<Vec<_>>>()?;
+            (Tensor::stack(&rows, 0)?, vec![latent; b])
+        }
+    })
+}
+
 /// Runs prompt -> thoughts -> answer. `prompt_ids` is `encode(prompt + "\n")`.
 pub fn run(
     model: &Model,
@@ -188,32 +260,8 @@ pub fn run(
     spec: &RunSpec,
     hooks: &Hooks,
 ) -> Result<Run> {
-    if prompt_ids.is_empty() {
-        bail!("the prompt encodes to no tokens");
-    }
+    let mut ids = prefix_ids(model, tokenizer, prompt_ids, spec)?;
     let markers = tokenizer.coconut;
-    if spec.mode == ThoughtMode::Pause && markers.is_none() {
-        bail!("pause mode needs the <|latent|> token, which this tokenizer does not have");
-    }
-    let max_thoughts = match spec.thoughts {
-        ThoughtCount::Fixed { n } => n,
-        ThoughtCount::Auto { max, .. } => max,
-    };
-    let needed = prompt_ids.len() + max_thoughts + if markers.is_some() { 2 } else { 0 };
-    if needed > model.info.context {
-        bail!(
-            "the prompt has {} tokens; with {} thoughts and the markers the input needs {} positions, more than the model's context of {}",
-            prompt_ids.len(),
-            max_thoughts,
-            needed,
-            model.info.context
-        );
-    }
-
-    let mut ids = prompt_ids.to_vec();
-    if let Some(m) = markers {
-        ids.push(m.start);
-    }
     let mut cache = KvCache::new(model.info.layers);
     let prefix_len = ids.len();
     let ctx = spec.context_rows.clamp(1, prefix_len);
@@ -242,35 +290,27 @@ pub fn run(
     };
     let step = |embed: &Tensor, cache: &mut KvCache, kind: StepKind| -> Result<StepRecord> {
         let pos = cache.len();
-        let out = model.forward(&embed.unsqueeze(0)?, cache, &step_capture, hooks)?;
+        let out = model.forward(embed, cache, &step_capture, hooks)?;
         record(model, &out, 0, &[0], kind, pos)
     };
 
     let mut thoughts = Vec::new();
-    for k in 1..=max_thoughts {
+    for k in 1..=max_thoughts(spec) {
         let mut thought = last;
         thought.kind = StepKind::Thought(k);
-        let (next, slot_id) = match spec.mode {
-            ThoughtMode::Coconut => (thought.hidden.clone(), markers.map(|m| m.latent)),
-            ThoughtMode::Pause => {
-                let latent = markers.expect("checked above").latent;
-                (model.embed_ids(&[latent])?.squeeze(0)?, Some(latent))
-            }
-            ThoughtMode::Token => {
-                let t = argmax(&thought.logits)?;
-                (model.embed_ids(&[t])?.squeeze(0)?, Some(t))
-            }
-            ThoughtMode::Soft { top_k, top_p } => (
-                soft_embedding(model, &thought.logits, top_k, top_p)?,
-                markers.map(|m| m.latent),
-            ),
-        };
+        let (next, slot) = next_embeddings(
+            model,
+            tokenizer,
+            spec.mode,
+            &thought.hidden.unsqueeze(0)?,
+            &thought.logits.unsqueeze(0)?,
+        )?;
         let stop = match spec.thoughts {
             ThoughtCount::Auto { entropy_stop, .. } => entropy(&thought.logits)? < entropy_stop,
             ThoughtCount::Fixed { .. } => false,
         };
         thoughts.push(thought);
-        ids.extend(slot_id);
+        ids.extend(slot[0]);
         last = step(&next, &mut cache, StepKind::Thought(k + 1))?;
         if stop {
             break;
@@ -278,11 +318,7 @@ pub fn run(
     }
     if let Some(m) = markers {
         ids.push(m.end);
-        last = step(
-            &model.embed_ids(&[m.end])?.squeeze(0)?,
-            &mut cache,
-            StepKind::Answer(0),
-        )?;
+        last = step(&model.embed_ids(&[m.end])?, &mut cache, StepKind::Answer(0))?;
     }
 
     let mut answer = Vec::new();
@@ -303,7 +339,7 @@ pub fn run(
             break;
         }
         here = step(
-            &model.embed_ids(&[tok])?.squeeze(0)?,
+            &model.embed_ids(&[tok])?,
             &mut cache,
             StepKind::Answer(i + 1),
         )?;
@@ -315,4 +351,43 @@ pub fn run(
         answer,
         answer_ids,
     })
+}
+
+/// Continues `B` variants whose prefix is in `cache` (last final hidden states `hidden`
+/// `[B, D]`) through the thoughts and the end marker. Returns the answer-first logits `[B, V]`.
+/// With `--thoughts auto`, `B` must be 1.
+pub fn continue_batch(
+    model: &Model,
+    tokenizer: &Tokenizer,
+    spec: &RunSpec,
+    mut hidden: Tensor,
+    cache: &mut KvCache,
+    hooks: &Hooks,
+) -> Result<Tensor> {
+    let b = hidden.dim(0)?;
+    let auto = matches!(spec.thoughts, ThoughtCount::Auto { .. });
+    if auto && b != 1 {
+        bail!("continue_batch: --thoughts auto runs one variant at a time");
+    }
+    let mut logits = model.unembed(&hidden)?;
+    for _ in 0..max_thoughts(spec) {
+        let (next, _) = next_embeddings(model, tokenizer, spec.mode, &hidden, &logits)?;
+        let stop = match spec.thoughts {
+            ThoughtCount::Auto { entropy_stop, .. } => entropy(&logits.i(0)?)? < entropy_stop,
+            ThoughtCount::Fixed { .. } => false,
+        };
+        hidden = model
+            .forward_batch(&next.unsqueeze(1)?, cache, hooks)?
+            .squeeze(1)?;
+        logits = model.unembed(&hidden)?;
+        if stop {
+            break;
+        }
+    }
+    if let Some(m) = tokenizer.coconut {
+        let end = model.embed_ids(&vec![m.end; b])?.unsqueeze(1)?;
+        hidden = model.forward_batch(&end, cache, hooks)?.squeeze(1)?;
+        logits = model.unembed(&hidden)?;
+    }
+    Ok(logits)
 }

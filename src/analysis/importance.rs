@@ -1,0 +1,302 @@
+//! Attention-head importance: zero-ablation (KL of the answer's first-token distribution) and
+//! Michel et al. (2019) gradients |∂L/∂ξ_h| of a gate ξ on each head's output.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Result, bail};
+use candle_core::{D, DType, IndexOp, Tensor, Var};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Capture, Hooks, Interventions, KvCache, Model, OpMode, Tokenizer};
+use crate::thought::{RunSpec, continue_batch, prefix_ids, run};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImportanceMethod {
+    Ablation,
+    Gradient,
+}
+
+impl ImportanceMethod {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ablation => "ablation",
+            Self::Gradient => "gradient",
+        }
+    }
+}
+
+impl std::str::FromStr for ImportanceMethod {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "ablation" => Ok(Self::Ablation),
+            "gradient" => Ok(Self::Gradient),
+            _ => bail!("unknown head-importance method \"{s}\" (expected ablation or gradient)"),
+        }
+    }
+}
+
+/// Progress reports and cancellation for long sweeps.
+pub struct SweepControl<'a> {
+    /// Called with (done, total) units of work.
+    pub progress: &'a mut dyn FnMut(usize, usize),
+    pub cancel: Option<&'a AtomicBool>,
+}
+
+impl SweepControl<'_> {
+    fn check(&self) -> Result<()> {
+        if self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            bail!("cancelled");
+        }
+        Ok(())
+    }
+}
+
+/// Ablation importance of every head and every layer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AblationImportance {
+    /// `[layers][heads]` KL(p_base ‖ p_ablated) in nats; 0 for heads already ablated.
+    pub heads: Vec<Vec<f32>>,
+    /// `[layers]` KL when the whole layer is skipped; 0 for layers already skipped.
+    pub layers: Vec<f32>,
+}
+
+/// The sweep runs only up to the answer's first distribution.
+fn sweep_spec(spec: &RunSpec) -> RunSpec {
+    RunSpec {
+        max_new_tokens: 0,
+        context_rows: 1,
+        attention: false,
+        ..spec.clone()
+    }
+}
+
+/// Log-probabilities `[B][V]` on the host.
+fn log_probs(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
+    let lp = candle_nn::ops::log_softmax(&logits.to_dtype(DType::F32)?, D::Minus1)?;
+    Ok(lp.to_vec2()?)
+}
+
+/// KL(p ‖ q) in nats from log-probabilities.
+pub fn kl(log_p: &[f32], log_q: &[f32]) -> f32 {
+    log_p
+        .iter()
+        .zip(log_q)
+        .map(|(&lp, &lq)| {
+            let p = (lp as f64).exp();
+            if p == 0.0 {
+                0.0
+            } else {
+                p * (lp as f64 - lq as f64)
+            }
+        })
+        .sum::<f64>()
+        .max(0.0) as f32
+}
+
+/// `[B, layers, heads]` gates: the base gates with one extra head zeroed per variant.
+fn variant_gates(
+    model: &Model,
+    base: &Interventions,
+    layer: usize,
+    heads: &[usize],
+) -> Result<Tensor> {
+    let gates = heads
+        .iter()
+        .map(|&h| {
+            let mut iv = base.clone();
+            iv.ablated_heads.insert((layer, h));
+            model.gate_tensor(&iv)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Tensor::stack(&gates, 0)?)
+}
+
+/// Zero-ablation sweep. The prefix runs once; for each layer l, the variants that ablate one
+/// head of l reuse the prefix's keys, values and residual stream below l, and run together as
+/// one batch through the rest of the prefix, the thoughts and the end marker.
+pub fn ablation_importance(
+    model: &Model,
+    tokenizer: &Tokenizer,
+    prompt_ids: &[u32],
+    spec: &RunSpec,
+    base: &Interventions,
+    ctl: &mut SweepControl,
+) -> Result<AblationImportance> {
+    let spec = sweep_spec(spec);
+    let ids = prefix_ids(model, tokenizer, prompt_ids, &spec)?;
+    let (layers, heads) = (model.info.layers, model.info.heads);
+    let hooks = model.hooks(base)?;
+    let t = ids.len();
+    let mut prefix_cache = KvCache::new(layers);
+    let capture = Capture {
+        resid_rows: (0..t).collect(),
+        attention: false,
+    };
+    let out = model.forward(&model.embed_ids(&ids)?, &mut prefix_cache, &capture, &hooks)?;
+    let resid = out.resid.expect("captured"); // [L+1, T, D]
+    let base_logits = continue_batch(
+        model,
+        tokenizer,
+        &spec,
+        out.hidden.i(t - 1)?.unsqueeze(0)?,
+        &mut prefix_cache.clone(),
+        &hooks,
+    )?;
+    let base_lp = log_probs(&base_logits)?.remove(0);
+    let batched = matches!(spec.thoughts, crate::thought::ThoughtCount::Fixed { .. });
+
+    // Runs variants (gates `[B, L, H]` or skips) from layer `l` on; returns their log-probs.
+    let variants_from = |l: usize, hooks: &Hooks, b: usize| -> Result<Vec<Vec<f32>>> {
+        let x = resid
+            .i(l)?
+            .unsqueeze(0)?
+            .expand((b, t, model.info.d_model))?
+            .contiguous()?;
+        let mut cache = prefix_cache.expand_below(l, b)?;
+        let hidden = model.rerun_from_layer(l, &x, &mut cache, hooks)?;
+        let last = hidden.i((.., t - 1))?;
+        log_probs(&continue_batch(
+            model, tokenizer, &spec, last, &mut cache, hooks,
+        )?)
+    };
+
+    let total = layers * heads + layers;
+    let mut done = 0;
+    let mut head_kl = vec![vec![0f32; heads]; layers];
+    let mut layer_kl = vec![0f32; layers];
+    for l in 0..layers {
+        ctl.check()?;
+        let todo: Vec<usize> = if base.skipped_layers.contains(&l) {
+            vec![]
+        } else {
+            (0..heads)
+                .filter(|&h| !base.ablated_heads.contains(&(l, h)))
+                .collect()
+        };
+        let groups: Vec<Vec<usize>> = if batched {
+            vec![todo]
+        } else {
+            todo.into_iter().map(|h| vec![h]).collect()
+        };
+        for group in groups.into_iter().filter(|g| !g.is_empty()) {
+            let hooks = Hooks {
+                gates: Some(variant_gates(model, base, l, &group)?),
+                ..hooks.clone()
+            };
+            for (&h, lp) in group.iter().zip(variants_from(l, &hooks, group.len())?) {
+                head_kl[l][h] = kl(&base_lp, &lp);
+            }
+            ctl.check()?;
+        }
+        done += heads;
+        (ctl.progress)(done, total);
+        if !base.skipped_layers.contains(&l) {
+            let mut skip_hooks = hooks.clone();
+            skip_hooks.skip[l] = true;
+            layer_kl[l] = kl(&base_lp, &variants_from(l, &skip_hooks, 1)?[0]);
+        }
+        done += 1;
+        (ctl.progress)(done, total);
+    }
+    Ok(AblationImportance {
+        heads: head_kl,
+        layers: layer_kl,
+    })
+}
+
+/// The same quantities by rerunning the whole pipeline for each variant, with no reuse: the
+/// reference the fast sweep is tested and benchmarked against.
+pub fn ablation_importance_naive(
+    model: &Model,
+    tokenizer: &Tokenizer,
+    prompt_ids: &[u32],
+    spec: &RunSpec,
+    base: &Interventions,
+) -> Result<AblationImportance> {
+    let spec = sweep_spec(spec);
+    let answer_lp = |iv: &Interventions| -> Result<Vec<f32>> {
+        let r = run(model, tokenizer, prompt_ids, &spec, &model.hooks(iv)?)?;
+        Ok(log_probs(&r.answer_first().logits.unsqueeze(0)?)?.remove(0))
+    };
+    let base_lp = answer_lp(base)?;
+    let (layers, heads) = (model.info.layers, model.info.heads);
+    let mut out = AblationImportance {
+        heads: vec![vec![0f32; heads]; layers],
+        layers: vec![0f32; layers],
+    };
+    for l in 0..layers {
+        if base.skipped_layers.contains(&l) {
+            continue;
+        }
+        for h in 0..heads {
+            if base.ablated_heads.contains(&(l, h)) {
+                continue;
+            }
+            let mut iv = base.clone();
+            iv.ablated_heads.insert((l, h));
+            out.heads[l][h] = kl(&base_lp, &answer_lp(&iv)?);
+        }
+        let mut iv = base.clone();
+        iv.skipped_layers.insert(l);
+        out.layers[l] = kl(&base_lp, &answer_lp(&iv)?);
+    }
+    Ok(out)
+}
+
+/// The first greedy answer token of the base run: the default gradient target.
+pub fn greedy_target(
+    model: &Model,
+    tokenizer: &Tokenizer,
+    prompt_ids: &[u32],
+    spec: &RunSpec,
+    base: &Interventions,
+) -> Result<u32> {
+    let r = run(
+        model,
+        tokenizer,
+        prompt_ids,
+        &sweep_spec(spec),
+        &model.hooks(base)?,
+    )?;
+    Ok(r.answer_first()
+        .logits
+        .argmax(D::Minus1)?
+        .to_scalar::<u32>()?)
+}
+
+/// |∂L/∂ξ_{l,h}| with L = −log p(target) at the answer's first position and ξ a gate on every
+/// head output in every forward of the run (1, or 0 for heads already ablated). One backward
+/// pass; gradients flow through the recycled thoughts.
+pub fn gradient_importance(
+    model: &Model,
+    tokenizer: &Tokenizer,
+    prompt_ids: &[u32],
+    spec: &RunSpec,
+    base: &Interventions,
+    target: u32,
+) -> Result<Vec<Vec<f32>>> {
+    if target as usize >= model.info.vocab {
+        bail!(
+            "target id {target} is outside the vocabulary ({} ids)",
+            model.info.vocab
+        );
+    }
+    let mut hooks = model.hooks(base)?;
+    let gates = Var::from_tensor(&model.gate_tensor(base)?)?;
+    hooks.gates = Some(gates.as_tensor().clone());
+    hooks.mode = OpMode {
+        differentiable: true,
+    };
+    let r = run(model, tokenizer, prompt_ids, &sweep_spec(spec), &hooks)?;
+    let logits = r.answer_first().logits.to_dtype(DType::F32)?;
+    let loss = candle_nn::ops::log_softmax(&logits, D::Minus1)?
+        .i(target as usize)?
+        .neg()?;
+    let grads = loss.backward()?;
+    let g = grads
+        .get(gates.as_tensor())
+        .ok_or_else(|| anyhow::anyhow!("no gradient reached the head gates"))?;
+    Ok(g.abs()?.to_dtype(DType::F32)?.to_vec2()?)
+}
