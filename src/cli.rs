@@ -6,7 +6,10 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
-use crate::analysis::document::analyze_prompt;
+use crate::analysis::document::{HeadImportance, analyze_prompt};
+use crate::analysis::importance::{
+    ImportanceMethod, SweepControl, ablation_importance, gradient_importance,
+};
 use crate::model::{DeviceSpec, Interventions, ModelSource, load_model, parse_dtype};
 use crate::thought::{RunSpec, ThoughtCount, ThoughtMode};
 
@@ -107,6 +110,13 @@ pub struct AnalyzeArgs {
     /// Tokens per layer in the logit lens.
     #[arg(long, default_value_t = 5)]
     pub top_k: usize,
+    /// Compute attention-head importance: ablation or gradient.
+    #[arg(long, value_name = "METHOD")]
+    pub head_importance: Option<String>,
+    /// Gradient target token (vocabulary string or single-token text). Default: the first
+    /// greedy answer token.
+    #[arg(long, value_name = "TOKEN")]
+    pub target: Option<String>,
 }
 
 impl ModelArgs {
@@ -213,6 +223,17 @@ fn read_prompt(prompt: &Option<String>, file: &Option<PathBuf>) -> Result<String
     }
 }
 
+/// A `--target` token: a vocabulary string (`Ġcat`) or a text that encodes to one token.
+fn resolve_target(tokenizer: &crate::model::Tokenizer, token: &str) -> Result<u32> {
+    if let Some(id) = tokenizer.token_id(token) {
+        return Ok(id);
+    }
+    match tokenizer.encode_plain(token)?.as_slice() {
+        [id] => Ok(*id),
+        _ => bail!("target token \"{token}\" does not exist in the vocabulary"),
+    }
+}
+
 pub fn analyze(args: &AnalyzeArgs) -> Result<()> {
     // Validate everything cheap before loading weights.
     let source = args.model.source()?;
@@ -225,6 +246,14 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<()> {
     let interventions = args.run.interventions()?;
     if args.top_k == 0 {
         bail!("--top-k must be at least 1");
+    }
+    let method = args
+        .head_importance
+        .as_deref()
+        .map(str::parse::<ImportanceMethod>)
+        .transpose()?;
+    if args.target.is_some() && method != Some(ImportanceMethod::Gradient) {
+        bail!("--target only applies with --head-importance gradient");
     }
     let (device, dtype) = args.model.device_and_dtype()?;
 
@@ -241,14 +270,51 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<()> {
         context_rows: 1,
         attention: false,
     };
-    let (_, mut doc) = analyze_prompt(
-        &loaded.model,
-        &loaded.tokenizer,
-        &prompt,
-        &spec,
-        &hooks,
-        args.top_k,
-    )?;
+    let (model, tokenizer) = (&loaded.model, &loaded.tokenizer);
+    let target = args
+        .target
+        .as_deref()
+        .map(|t| resolve_target(tokenizer, t))
+        .transpose()?;
+    let (run, mut doc) = analyze_prompt(model, tokenizer, &prompt, &spec, &hooks, args.top_k)?;
+    if let Some(method) = method {
+        let ids = tokenizer.encode_prompt(&prompt)?;
+        let mut progress = |done: usize, total: usize| {
+            eprint!("\rhead importance: {done}/{total}");
+            if done == total {
+                eprintln!();
+            }
+        };
+        let mut ctl = SweepControl {
+            progress: &mut progress,
+            cancel: None,
+        };
+        let sweep = ablation_importance(
+            model,
+            tokenizer,
+            &ids,
+            &spec,
+            &interventions,
+            method == ImportanceMethod::Ablation,
+            &mut ctl,
+        )?;
+        let greedy = run.answer_first().logits.argmax(candle_core::D::Minus1)?;
+        let greedy = greedy.to_scalar::<u32>()?;
+        let (target, values) = match method {
+            ImportanceMethod::Ablation => (greedy, sweep.heads),
+            ImportanceMethod::Gradient => {
+                let target = target.unwrap_or(greedy);
+                let g = gradient_importance(model, tokenizer, &ids, &spec, &interventions, target)?;
+                (target, g)
+            }
+        };
+        doc.head_importance = Some(HeadImportance {
+            method: method.name().to_string(),
+            target,
+            values,
+        });
+        doc.layer_importance = Some(sweep.layers);
+    }
     doc.timings.load_ms = load_ms;
     doc.timings.compute_ms = t1.elapsed().as_secs_f64() * 1e3;
     println!("{}", serde_json::to_string_pretty(&doc)?);

@@ -141,7 +141,7 @@ fn check_importance(
         progress: &mut progress,
         cancel: None,
     };
-    let fast = ablation_importance(m, tok, &ids, spec, &iv, &mut ctl).unwrap();
+    let fast = ablation_importance(m, tok, &ids, spec, &iv, true, &mut ctl).unwrap();
     assert!(calls > 0, "progress reported");
     for (l, row) in want.ablation.iter().enumerate() {
         for (h, w) in row.iter().enumerate() {

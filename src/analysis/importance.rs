@@ -113,7 +113,7 @@ fn variant_gates(
     Ok(Tensor::stack(&gates, 0)?)
 }
 
-/// Zero-ablation sweep. The prefix runs once; for each layer l, the variants that ablate one
+/// Zero-ablation sweep (heads only when `with_heads`; layers always). The prefix runs once; for each layer l, the variants that ablate one
 /// head of l reuse the prefix's keys, values and residual stream below l, and run together as
 /// one batch through the rest of the prefix, the thoughts and the end marker.
 pub fn ablation_importance(
@@ -122,6 +122,7 @@ pub fn ablation_importance(
     prompt_ids: &[u32],
     spec: &RunSpec,
     base: &Interventions,
+    with_heads: bool,
     ctl: &mut SweepControl,
 ) -> Result<AblationImportance> {
     let spec = sweep_spec(spec);
@@ -168,7 +169,7 @@ pub fn ablation_importance(
     let mut layer_kl = vec![0f32; layers];
     for l in 0..layers {
         ctl.check()?;
-        let todo: Vec<usize> = if base.skipped_layers.contains(&l) {
+        let todo: Vec<usize> = if !with_heads || base.skipped_layers.contains(&l) {
             vec![]
         } else {
             (0..heads)
