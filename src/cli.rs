@@ -317,6 +317,7 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<()> {
     }
     doc.timings.load_ms = load_ms;
     doc.timings.compute_ms = t1.elapsed().as_secs_f64() * 1e3;
+    doc.timings.peak_rss_mib = crate::analysis::document::peak_rss_mib();
     println!("{}", serde_json::to_string_pretty(&doc)?);
     Ok(())
 }

@@ -8,4 +8,5 @@
 pub mod analysis;
 pub mod cli;
 pub mod model;
+pub mod synthetic;
 pub mod thought;

@@ -458,6 +458,36 @@ fn bad_arguments_are_one_line_errors() {
         (&["--prompt", PROMPT, "--device", "tpu"], "unknown device"),
         (&["--prompt", PROMPT, "--dtype", "f8"], "unknown dtype"),
         (&["--prompt", PROMPT, "--top-k", "nope"], "invalid value"),
+        (
+            &[
+                "--prompt",
+                PROMPT,
+                "--head-importance",
+                "gradient",
+                "--target",
+                "zzqqxx",
+            ],
+            "target token \"zzqqxx\" does not exist",
+        ),
+        (
+            &["--prompt", PROMPT, "--target", "Ġwumpus"],
+            "--target only applies",
+        ),
+        (
+            &["--prompt", PROMPT, "--head-importance", "magic"],
+            "unknown head-importance method",
+        ),
+        (
+            &[
+                "--prompt",
+                PROMPT,
+                "--mode",
+                "pause",
+                "--max-new-tokens",
+                "x",
+            ],
+            "invalid value",
+        ),
     ];
     for (args, needle) in cases {
         let out = bin()
@@ -491,4 +521,54 @@ fn cuda_without_the_feature_is_a_clear_error() {
         "cuda",
     ]);
     assert_one_line_error(&out, "built without CUDA");
+}
+
+#[test]
+fn head_importance_is_reported_for_both_methods() {
+    for method in ["ablation", "gradient"] {
+        let doc = json_of(&run(&[
+            "analyze",
+            "--model",
+            &gpt2(),
+            "--prompt",
+            PROMPT,
+            "--thoughts",
+            "2",
+            "--ablate-heads",
+            "1.1",
+            "--head-importance",
+            method,
+        ]));
+        let hi = &doc["head_importance"];
+        assert_eq!(hi["method"], method);
+        let values = hi["values"].as_array().unwrap();
+        assert_eq!(values.len(), 3);
+        assert!(values.iter().all(|row| row.as_array().unwrap().len() == 4));
+        assert_eq!(
+            hi["target"], doc["answer"]["ids"][0],
+            "default target: first greedy token"
+        );
+        assert_eq!(doc["layer_importance"].as_array().unwrap().len(), 3);
+        if method == "ablation" {
+            assert_eq!(values[1][1].as_f64().unwrap(), 0.0, "user-ablated head");
+            assert!(
+                values
+                    .iter()
+                    .flat_map(|r| r.as_array().unwrap())
+                    .any(|v| v.as_f64().unwrap() > 0.0)
+            );
+        }
+    }
+    let doc = json_of(&run(&[
+        "analyze",
+        "--model",
+        &gpt2(),
+        "--prompt",
+        PROMPT,
+        "--head-importance",
+        "gradient",
+        "--target",
+        "Ġwumpus",
+    ]));
+    assert_eq!(doc["head_importance"]["target"], 326);
 }

@@ -41,6 +41,17 @@ pub struct HeadImportance {
 pub struct Timings {
     pub load_ms: f64,
     pub compute_ms: f64,
+    /// Peak resident memory of the process (Linux), in MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_mib: Option<f64>,
+}
+
+/// The process's peak resident set size (`VmHWM`), in MiB, where the OS reports it.
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -62,10 +62,6 @@ pub struct LayerCache {
 }
 
 impl LayerCache {
-    pub fn len(&self) -> usize {
-        self.kv.as_ref().map_or(0, |(k, _)| k.dim(2).unwrap_or(0))
-    }
-
     /// Appends this step's keys and values; returns those of all positions.
     pub fn append(&mut self, k: Tensor, v: Tensor) -> Result<(Tensor, Tensor)> {
         let (k, v) = match self.kv.take() {
@@ -205,4 +201,68 @@ pub fn attend(
     }
     let merged = out.transpose(1, 2)?.reshape((b, t, h * d))?;
     Ok((merged, kept))
+}
+
+/// `x · Wᵀ` whose backward pass returns the input gradient only. candle's matmul backward always
+/// computes the weight gradient too, which for frozen weights is pure waste: on the CPU it
+/// dominated gradient importance (weight-sized buffers allocated and summed at every step).
+struct FrozenMatmul(Tensor);
+
+impl candle_core::CustomOp1 for FrozenMatmul {
+    fn name(&self) -> &'static str {
+        "frozen-matmul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use candle_core::CpuStorage as S;
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("frozen-matmul: input must be contiguous");
+        };
+        let (shape, dev) = (layout.shape().clone(), Device::Cpu);
+        let x = match storage {
+            S::F32(v) => Tensor::from_slice(&v[start..end], shape, &dev)?,
+            S::F16(v) => Tensor::from_slice(&v[start..end], shape, &dev)?,
+            S::BF16(v) => Tensor::from_slice(&v[start..end], shape, &dev)?,
+            _ => candle_core::bail!("frozen-matmul: unsupported dtype"),
+        };
+        let y = x.broadcast_matmul(&self.0.t()?)?;
+        let (st, _) = y.storage_and_layout();
+        match &*st {
+            candle_core::Storage::Cpu(c) => Ok((c.clone(), y.shape().clone())),
+            _ => candle_core::bail!("frozen-matmul: expected CPU storage"),
+        }
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(grad.broadcast_matmul(&self.0)?))
+    }
+}
+
+/// A linear layer; in differentiable mode on the CPU the weight is treated as frozen.
+pub fn linear(layer: &candle_nn::Linear, x: &Tensor, mode: OpMode) -> Result<Tensor> {
+    use candle_core::Module;
+    if mode.differentiable && x.device().is_cpu() {
+        let y = x
+            .contiguous()?
+            .apply_op1(FrozenMatmul(layer.weight().clone()))?;
+        match layer.bias() {
+            Some(b) => y.broadcast_add(b),
+            None => Ok(y),
+        }
+    } else {
+        layer.forward(x)
+    }
+}
+
+/// `hidden · W_Uᵀ` with the same frozen-weight treatment.
+pub fn unembed(hidden: &Tensor, w: &Tensor, mode: OpMode) -> Result<Tensor> {
+    if mode.differentiable && hidden.device().is_cpu() {
+        hidden.contiguous()?.apply_op1(FrozenMatmul(w.clone()))
+    } else {
+        hidden.matmul(&w.t()?)
+    }
 }

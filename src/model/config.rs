@@ -189,7 +189,7 @@ impl Gpt2Config {
         if self.n_layer == 0 || self.n_head == 0 || self.n_embd == 0 || self.vocab_size == 0 {
             bail!("config.json (gpt2): n_layer, n_head, n_embd and vocab_size must be positive");
         }
-        if self.n_embd % self.n_head != 0 {
+        if !self.n_embd.is_multiple_of(self.n_head) {
             bail!(
                 "config.json (gpt2): n_embd {} is not divisible by n_head {}",
                 self.n_embd,
@@ -223,7 +223,7 @@ impl LlamaConfig {
             );
         }
         let kv_heads = raw.num_key_value_heads.unwrap_or(raw.num_attention_heads);
-        if kv_heads == 0 || raw.num_attention_heads % kv_heads != 0 {
+        if kv_heads == 0 || !raw.num_attention_heads.is_multiple_of(kv_heads) {
             bail!(
                 "config.json (llama): num_attention_heads {} is not a multiple of num_key_value_heads {}",
                 raw.num_attention_heads,
@@ -233,7 +233,7 @@ impl LlamaConfig {
         let head_dim = match raw.head_dim {
             Some(d) => d,
             None => {
-                if raw.hidden_size % raw.num_attention_heads != 0 {
+                if !raw.hidden_size.is_multiple_of(raw.num_attention_heads) {
                     bail!(
                         "config.json (llama): hidden_size is not divisible by num_attention_heads"
                     );
@@ -241,7 +241,7 @@ impl LlamaConfig {
                 raw.hidden_size / raw.num_attention_heads
             }
         };
-        if head_dim % 2 != 0 {
+        if !head_dim.is_multiple_of(2) {
             bail!("config.json (llama): head_dim {head_dim} must be even for rotary embeddings");
         }
         // Newer configs carry rope_theta and the scaling inside `rope_parameters`.

@@ -1,10 +1,10 @@
 //! GPT-2 (Radford et al. 2019) as in Hugging Face `modeling_gpt2.py`: learned positions,
 //! pre-norm blocks, fused QKV, `gelu_new` MLP, tied LM head.
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
-use super::attention::{LayerCache, LayerNorm, OpMode, attend};
+use super::attention::{LayerCache, LayerNorm, OpMode, attend, linear};
 use super::config::Gpt2Config;
 
 /// Hugging Face `Conv1D` stores `[in, out]`; transpose once into a `[out, in]` linear layer.
@@ -42,7 +42,7 @@ impl Attention {
         mode: OpMode,
     ) -> Result<(Tensor, Option<Tensor>)> {
         let (b, t, d) = x.dims3()?;
-        let qkv = self.c_attn.forward(x)?;
+        let qkv = linear(&self.c_attn, x, mode)?;
         let heads = |i: usize| -> Result<Tensor> {
             qkv.narrow(2, i * d, d)?
                 .reshape((b, t, self.n_head, self.head_dim))?
@@ -52,7 +52,7 @@ impl Attention {
         let (q, k, v) = (heads(0)?, heads(1)?, heads(2)?);
         let (k, v) = cache.append(k, v)?;
         let (merged, probs) = attend(&q, k, v, start, gate, want_probs, mode)?;
-        Ok((self.c_proj.forward(&merged)?, probs))
+        Ok((linear(&self.c_proj, &merged, mode)?, probs))
     }
 }
 
@@ -71,15 +71,15 @@ impl Mlp {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.c_fc.forward(x)?;
+    fn forward(&self, x: &Tensor, mode: OpMode) -> Result<Tensor> {
+        let h = linear(&self.c_fc, x, mode)?;
         // gelu_new and gelu_pytorch_tanh are the tanh approximation.
         let h = if self.exact_gelu {
             h.gelu_erf()?
         } else {
             h.gelu()?
         };
-        self.c_proj.forward(&h)
+        linear(&self.c_proj, &h, mode)
     }
 }
 
@@ -169,7 +169,7 @@ impl Gpt2 {
             mode,
         )?;
         let x = (x + a)?;
-        let m = b.mlp.forward(&b.ln_2.forward(&x, mode)?)?;
+        let m = b.mlp.forward(&b.ln_2.forward(&x, mode)?, mode)?;
         Ok(((x + m)?, probs))
     }
 

@@ -1,13 +1,13 @@
 //! Llama (Touvron et al. 2023; Llama 3) as in Hugging Face `modeling_llama.py`: RMSNorm,
 //! SwiGLU, grouped-query attention, rotary embeddings in the rotate-half layout.
 
-use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
-use super::attention::{LayerCache, OpMode, RmsNorm, attend};
+use super::attention::{LayerCache, OpMode, RmsNorm, attend, linear};
 use super::config::{Llama3RopeScaling, LlamaConfig};
 
-fn linear(vb: VarBuilder, d_in: usize, d_out: usize, bias: bool) -> Result<Linear> {
+fn load_linear(vb: VarBuilder, d_in: usize, d_out: usize, bias: bool) -> Result<Linear> {
     let w = vb.get((d_out, d_in), "weight")?;
     let b = if bias {
         Some(vb.get(d_out, "bias")?)
@@ -89,10 +89,10 @@ impl Attention {
     fn load(vb: VarBuilder, cfg: &LlamaConfig) -> Result<Self> {
         let (d, hd, bias) = (cfg.hidden_size, cfg.head_dim, cfg.attention_bias);
         Ok(Self {
-            q_proj: linear(vb.pp("q_proj"), d, cfg.num_attention_heads * hd, bias)?,
-            k_proj: linear(vb.pp("k_proj"), d, cfg.num_key_value_heads * hd, bias)?,
-            v_proj: linear(vb.pp("v_proj"), d, cfg.num_key_value_heads * hd, bias)?,
-            o_proj: linear(vb.pp("o_proj"), cfg.num_attention_heads * hd, d, bias)?,
+            q_proj: load_linear(vb.pp("q_proj"), d, cfg.num_attention_heads * hd, bias)?,
+            k_proj: load_linear(vb.pp("k_proj"), d, cfg.num_key_value_heads * hd, bias)?,
+            v_proj: load_linear(vb.pp("v_proj"), d, cfg.num_key_value_heads * hd, bias)?,
+            o_proj: load_linear(vb.pp("o_proj"), cfg.num_attention_heads * hd, d, bias)?,
             n_head: cfg.num_attention_heads,
             n_kv: cfg.num_key_value_heads,
             head_dim: hd,
@@ -116,14 +116,14 @@ impl Attention {
                 .transpose(1, 2)?
                 .contiguous()
         };
-        let q = split(self.q_proj.forward(x)?, self.n_head)?;
-        let k = split(self.k_proj.forward(x)?, self.n_kv)?;
-        let v = split(self.v_proj.forward(x)?, self.n_kv)?;
+        let q = split(linear(&self.q_proj, x, mode)?, self.n_head)?;
+        let k = split(linear(&self.k_proj, x, mode)?, self.n_kv)?;
+        let v = split(linear(&self.v_proj, x, mode)?, self.n_kv)?;
         let q = rotary.apply(&q, start, mode)?;
         let k = rotary.apply(&k, start, mode)?;
         let (k, v) = cache.append(k, v)?;
         let (merged, probs) = attend(&q, k, v, start, gate, want_probs, mode)?;
-        Ok((self.o_proj.forward(&merged)?, probs))
+        Ok((linear(&self.o_proj, &merged, mode)?, probs))
     }
 }
 
@@ -137,15 +137,15 @@ impl Mlp {
     fn load(vb: VarBuilder, cfg: &LlamaConfig) -> Result<Self> {
         let (d, i, bias) = (cfg.hidden_size, cfg.intermediate_size, cfg.mlp_bias);
         Ok(Self {
-            gate_proj: linear(vb.pp("gate_proj"), d, i, bias)?,
-            up_proj: linear(vb.pp("up_proj"), d, i, bias)?,
-            down_proj: linear(vb.pp("down_proj"), i, d, bias)?,
+            gate_proj: load_linear(vb.pp("gate_proj"), d, i, bias)?,
+            up_proj: load_linear(vb.pp("up_proj"), d, i, bias)?,
+            down_proj: load_linear(vb.pp("down_proj"), i, d, bias)?,
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gated = (self.gate_proj.forward(x)?.silu()? * self.up_proj.forward(x)?)?;
-        self.down_proj.forward(&gated)
+    fn forward(&self, x: &Tensor, mode: OpMode) -> Result<Tensor> {
+        let gated = (linear(&self.gate_proj, x, mode)?.silu()? * linear(&self.up_proj, x, mode)?)?;
+        linear(&self.down_proj, &gated, mode)
     }
 }
 
@@ -225,7 +225,7 @@ impl Llama {
         let x = (x + a)?;
         let m = b
             .mlp
-            .forward(&b.post_attention_layernorm.forward(&x, mode)?)?;
+            .forward(&b.post_attention_layernorm.forward(&x, mode)?, mode)?;
         Ok(((x + m)?, probs))
     }
 
@@ -252,11 +252,11 @@ mod tests {
             factor: 8.0,
             low_freq_factor: 1.0,
             high_freq_factor: 4.0,
-            original_max_position_embeddings: 16,
+            original_max_position_embeddings: 32,
         };
         let plain = inv_freq(16, 500_000.0, None);
         let scaled = inv_freq(16, 500_000.0, Some(&s));
-        // Wavelength 2π < 16/4: unchanged. Lowest frequency: divided by the factor.
+        // Wavelength 2π < 32/4: unchanged. Lowest frequency (wavelength > 32): divided by the factor.
         assert_eq!(plain[0], scaled[0]);
         let last = plain.len() - 1;
         assert!((scaled[last] - plain[last] / 8.0).abs() < 1e-12);

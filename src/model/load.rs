@@ -45,10 +45,11 @@ impl DeviceSpec {
         match self {
             Self::Cpu => Ok(Device::Cpu),
             Self::Auto => {
-                if cfg!(feature = "cuda") && candle_core::utils::cuda_is_available() {
-                    if let Ok(d) = Device::new_cuda(0) {
-                        return Ok(d);
-                    }
+                if cfg!(feature = "cuda")
+                    && candle_core::utils::cuda_is_available()
+                    && let Ok(d) = Device::new_cuda(0)
+                {
+                    return Ok(d);
                 }
                 Ok(Device::Cpu)
             }

@@ -396,10 +396,15 @@ impl Model {
 
     /// Logits `[N, V]` for final-normed hidden states `[N, D]`.
     pub fn unembed(&self, hidden: &Tensor) -> Result<Tensor> {
+        self.unembed_with(hidden, OpMode::default())
+    }
+
+    /// [`Model::unembed`] in a given op mode (differentiable: the head weight stays frozen).
+    pub fn unembed_with(&self, hidden: &Tensor, mode: OpMode) -> Result<Tensor> {
         let w = match &self.net {
             Net::Gpt2(m) => m.lm_head(),
             Net::Llama(m) => m.lm_head(),
         };
-        Ok(hidden.matmul(&w.t()?)?)
+        Ok(attention::unembed(hidden, w, mode)?)
     }
 }

@@ -109,6 +109,7 @@ fn record(
     rows_captured: &[usize],
     kind: StepKind,
     position: usize,
+    mode: crate::model::OpMode,
 ) -> Result<StepRecord> {
     let ri = rows_captured
         .iter()
@@ -120,7 +121,9 @@ fn record(
         .expect("resid captured")
         .i((.., ri, ..))?;
     let hidden = out.hidden.i(row)?;
-    let logits = model.unembed(&hidden.unsqueeze(0)?)?.squeeze(0)?;
+    let logits = model
+        .unembed_with(&hidden.unsqueeze(0)?, mode)?
+        .squeeze(0)?;
     let attention = if out.attention.is_empty() {
         None
     } else {
@@ -273,7 +276,15 @@ pub fn run(
     let out = model.forward(&model.embed_ids(&ids)?, &mut cache, &capture, hooks)?;
     let mut prompt_steps = Vec::with_capacity(ctx);
     for &r in &rows {
-        prompt_steps.push(record(model, &out, r, &rows, StepKind::Prompt, r)?);
+        prompt_steps.push(record(
+            model,
+            &out,
+            r,
+            &rows,
+            StepKind::Prompt,
+            r,
+            hooks.mode,
+        )?);
     }
     // The step at the last position so far; prompt_steps keeps its own copy.
     let mut last = record(
@@ -283,6 +294,7 @@ pub fn run(
         &rows,
         StepKind::Prompt,
         prefix_len - 1,
+        hooks.mode,
     )?;
     let step_capture = Capture {
         resid_rows: vec![0],
@@ -291,7 +303,7 @@ pub fn run(
     let step = |embed: &Tensor, cache: &mut KvCache, kind: StepKind| -> Result<StepRecord> {
         let pos = cache.len();
         let out = model.forward(embed, cache, &step_capture, hooks)?;
-        record(model, &out, 0, &[0], kind, pos)
+        record(model, &out, 0, &[0], kind, pos, hooks.mode)
     };
 
     let mut thoughts = Vec::new();
