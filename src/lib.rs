@@ -3,10 +3,12 @@
 //!
 //! Layers, bottom up: [`model`] (loading and an instrumented forward pass), [`thought`] (the
 //! continuous-thought runner), [`analysis`] (logit lens, angular distances, head importance),
-//! and the front ends ([`cli`]). None of the engine layers knows about the terminal.
+//! [`data`] (the ProsQA-style generator and the word-level tokenizer), and the front ends
+//! ([`cli`]). None of the engine layers knows about the terminal.
 
 pub mod analysis;
 pub mod cli;
+pub mod data;
 pub mod model;
 pub mod synthetic;
 pub mod thought;
