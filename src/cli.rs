@@ -38,10 +38,14 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+// Parsed once per run: boxing the larger variants would only add noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a prompt and print the analysis as JSON (schema coconut-lens.analysis.v1).
     Analyze(AnalyzeArgs),
+    /// Generate and inspect data: ProsQA-style problems, statistics, the word-level tokenizer.
+    Data(crate::data::cli::DataArgs),
 }
 
 /// Where the model comes from and where it runs.

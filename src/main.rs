@@ -23,6 +23,7 @@ fn main() -> ExitCode {
     };
     let result = match &cli.command {
         Some(Command::Analyze(args)) => analyze(args),
+        Some(Command::Data(args)) => coconut_lens::data::cli::run(args),
         None => {
             use clap::CommandFactory;
             let _ = Cli::command().print_help();
