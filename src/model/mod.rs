@@ -208,6 +208,16 @@ impl Model {
         Ok(Tensor::from_vec(g, (l, h), &self.device)?)
     }
 
+    fn check_context(&self, positions: usize) -> Result<()> {
+        if positions > self.info.context {
+            bail!(
+                "the sequence needs {positions} positions but the model's context is {}",
+                self.info.context
+            );
+        }
+        Ok(())
+    }
+
     /// Token embeddings `[T, D]` (no positions).
     pub fn embed_ids(&self, ids: &[u32]) -> Result<Tensor> {
         let ids = Tensor::new(ids, &self.device)?;
@@ -236,13 +246,7 @@ impl Model {
     ) -> Result<StepOutput> {
         let start = cache.len;
         let t = embeds.dim(0)?;
-        if start + t > self.info.context {
-            bail!(
-                "the sequence needs {} positions but the model's context is {}",
-                start + t,
-                self.info.context
-            );
-        }
+        self.check_context(start + t)?;
         let x = embeds.to_dtype(self.dtype)?.contiguous()?.unsqueeze(0)?;
         let x0 = match &self.net {
             Net::Gpt2(m) => m.add_positions(&x, start)?,
@@ -263,13 +267,7 @@ impl Model {
     ) -> Result<Tensor> {
         let start = cache.len;
         let t = embeds.dim(1)?;
-        if start + t > self.info.context {
-            bail!(
-                "the sequence needs {} positions but the model's context is {}",
-                start + t,
-                self.info.context
-            );
-        }
+        self.check_context(start + t)?;
         let x = embeds.to_dtype(self.dtype)?.contiguous()?;
         let x0 = match &self.net {
             Net::Gpt2(m) => m.add_positions(&x, start)?,
