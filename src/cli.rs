@@ -46,6 +46,10 @@ pub enum Command {
     Analyze(AnalyzeArgs),
     /// Generate and inspect data: ProsQA-style problems, statistics, the word-level tokenizer.
     Data(crate::data::cli::DataArgs),
+    /// Train a GPT-2 from scratch on generated ProsQA problems (Coconut curriculum or baselines).
+    Train(crate::train::cli::TrainArgs),
+    /// Accuracy on a ProsQA-schema file, with the thoughts' breadth-first frontier analysis.
+    Eval(crate::eval::cli::EvalArgs),
 }
 
 /// Where the model comes from and where it runs.

@@ -9,6 +9,8 @@
 pub mod analysis;
 pub mod cli;
 pub mod data;
+pub mod eval;
 pub mod model;
 pub mod synthetic;
 pub mod thought;
+pub mod train;

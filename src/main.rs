@@ -24,6 +24,8 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Some(Command::Analyze(args)) => analyze(args),
         Some(Command::Data(args)) => coconut_lens::data::cli::run(args),
+        Some(Command::Train(args)) => coconut_lens::train::cli::run(args),
+        Some(Command::Eval(args)) => coconut_lens::eval::cli::run(args),
         None => {
             use clap::CommandFactory;
             let _ = Cli::command().print_help();

@@ -287,9 +287,7 @@ pub fn gradient_importance(
     let mut hooks = model.hooks(base)?;
     let gates = Var::from_tensor(&model.gate_tensor(base)?)?;
     hooks.gates = Some(gates.as_tensor().clone());
-    hooks.mode = OpMode {
-        differentiable: true,
-    };
+    hooks.mode = OpMode::INPUT_GRADS;
     let r = run(model, tokenizer, prompt_ids, &sweep_spec(spec), &hooks)?;
     let logits = r.answer_first().logits.to_dtype(DType::F32)?;
     let loss = candle_nn::ops::log_softmax(&logits, D::Minus1)?

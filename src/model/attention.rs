@@ -7,6 +7,26 @@ use candle_core::{D, DType, Device, Result, Tensor};
 pub struct OpMode {
     /// Use the composed (differentiable) kernels: candle's fused softmax, norms and rope drop gradients.
     pub differentiable: bool,
+    /// Weights are trained: compute their gradients too (otherwise, in differentiable mode,
+    /// linear layers treat them as frozen and return input gradients only).
+    pub train_weights: bool,
+}
+
+impl OpMode {
+    /// Differentiable ops with frozen weights (gradients for inputs and gates only).
+    pub const INPUT_GRADS: Self = Self {
+        differentiable: true,
+        train_weights: false,
+    };
+    /// Differentiable ops with weight gradients: training.
+    pub const TRAIN: Self = Self {
+        differentiable: true,
+        train_weights: true,
+    };
+
+    fn frozen_weights(self) -> bool {
+        self.differentiable && !self.train_weights
+    }
 }
 
 pub struct LayerNorm {
@@ -245,7 +265,7 @@ impl candle_core::CustomOp1 for FrozenMatmul {
 /// A linear layer; in differentiable mode on the CPU the weight is treated as frozen.
 pub fn linear(layer: &candle_nn::Linear, x: &Tensor, mode: OpMode) -> Result<Tensor> {
     use candle_core::Module;
-    if mode.differentiable && x.device().is_cpu() {
+    if mode.frozen_weights() && x.device().is_cpu() {
         let y = x
             .contiguous()?
             .apply_op1(FrozenMatmul(layer.weight().clone()))?;
@@ -260,7 +280,7 @@ pub fn linear(layer: &candle_nn::Linear, x: &Tensor, mode: OpMode) -> Result<Ten
 
 /// `hidden · W_Uᵀ` with the same frozen-weight treatment.
 pub fn unembed(hidden: &Tensor, w: &Tensor, mode: OpMode) -> Result<Tensor> {
-    if mode.differentiable && hidden.device().is_cpu() {
+    if mode.frozen_weights() && hidden.device().is_cpu() {
         hidden.contiguous()?.apply_op1(FrozenMatmul(w.clone()))
     } else {
         hidden.matmul(&w.t()?)

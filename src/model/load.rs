@@ -143,56 +143,65 @@ pub fn load_model(source: &ModelSource, device: &Device, dtype: DType) -> Result
         }
     };
     let vb = VarBuilder::from_backend(backend, dtype, device.clone());
-    let vocab = cfg.vocab_size();
-    let (net, info) = match &cfg {
-        ArchConfig::Gpt2(c) => {
-            let untied = matches!(files.weights, WeightFiles::CoconutCheckpoint(_));
-            let net = gpt2::Gpt2::load(vb, c, vocab, untied)
-                .map_err(|e| anyhow::anyhow!("loading GPT-2 weights: {e}"))?;
-            let info = ModelInfo {
-                arch: Arch::Gpt2,
-                layers: c.n_layer,
-                heads: c.n_head,
-                kv_heads: c.n_head,
-                d_model: c.n_embd,
-                vocab,
-                context: c.n_positions,
-                eos_ids: cfg.eos_ids(),
-            };
-            (Net::Gpt2(net), info)
-        }
-        ArchConfig::Llama(c) => {
-            let net = llama::Llama::load(vb, c, vocab)
-                .map_err(|e| anyhow::anyhow!("loading Llama weights: {e}"))?;
-            let info = ModelInfo {
-                arch: Arch::Llama,
-                layers: c.num_hidden_layers,
-                heads: c.num_attention_heads,
-                kv_heads: c.num_key_value_heads,
-                d_model: c.hidden_size,
-                vocab,
-                context: c.max_position_embeddings,
-                eos_ids: cfg.eos_ids(),
-            };
-            (Net::Llama(net), info)
-        }
-    };
-    if tokenizer.vocab_size() > info.vocab {
+    let untied = matches!(files.weights, WeightFiles::CoconutCheckpoint(_));
+    let model = Model::build(&cfg, vb, untied)?;
+    if tokenizer.vocab_size() > model.info.vocab {
         bail!(
             "the tokenizer has {} ids but the model's vocabulary has {}",
             tokenizer.vocab_size(),
-            info.vocab
+            model.info.vocab
         );
     }
-    let model = Model {
-        info,
-        net,
-        device: device.clone(),
-        dtype,
-    };
     Ok(LoadedModel {
         model,
         tokenizer,
         source: source.clone(),
     })
+}
+
+impl Model {
+    /// Builds the network from weights under `vb` (whose device and dtype it takes). `untied`:
+    /// use `lm_head.weight` when present (Coconut checkpoints keep an untied head).
+    pub fn build(cfg: &ArchConfig, vb: VarBuilder, untied: bool) -> Result<Self> {
+        let (device, dtype) = (vb.device().clone(), vb.dtype());
+        let vocab = cfg.vocab_size();
+        let (net, info) = match cfg {
+            ArchConfig::Gpt2(c) => {
+                let net = gpt2::Gpt2::load(vb, c, vocab, untied)
+                    .map_err(|e| anyhow::anyhow!("loading GPT-2 weights: {e}"))?;
+                let info = ModelInfo {
+                    arch: Arch::Gpt2,
+                    layers: c.n_layer,
+                    heads: c.n_head,
+                    kv_heads: c.n_head,
+                    d_model: c.n_embd,
+                    vocab,
+                    context: c.n_positions,
+                    eos_ids: cfg.eos_ids(),
+                };
+                (Net::Gpt2(net), info)
+            }
+            ArchConfig::Llama(c) => {
+                let net = llama::Llama::load(vb, c, vocab)
+                    .map_err(|e| anyhow::anyhow!("loading Llama weights: {e}"))?;
+                let info = ModelInfo {
+                    arch: Arch::Llama,
+                    layers: c.num_hidden_layers,
+                    heads: c.num_attention_heads,
+                    kv_heads: c.num_key_value_heads,
+                    d_model: c.hidden_size,
+                    vocab,
+                    context: c.max_position_embeddings,
+                    eos_ids: cfg.eos_ids(),
+                };
+                (Net::Llama(net), info)
+            }
+        };
+        Ok(Self {
+            info,
+            net,
+            device,
+            dtype,
+        })
+    }
 }

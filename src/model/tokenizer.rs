@@ -17,6 +17,7 @@ pub struct CoconutTokens {
     pub latent: u32,
 }
 
+#[derive(Clone)]
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     pub coconut: Option<CoconutTokens>,

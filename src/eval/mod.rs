@@ -1,0 +1,201 @@
+//! Accuracy on ProsQA-schema files, and how much the continuous thoughts look like a
+//! breadth-first frontier (the analysis of Hao et al. 2024, §5).
+//!
+//! An answer counts as correct when the generated text after the last `#`, commas removed and
+//! trimmed, equals the gold answer: the rule of the official Coconut code.
+
+pub mod cli;
+
+use anyhow::{Result, bail};
+use candle_core::{D, DType};
+use serde::{Deserialize, Serialize};
+
+use crate::data::prosqa::{Graph, ProsQaProblem};
+use crate::model::{Hooks, Model, Tokenizer};
+use crate::thought::{RunSpec, ThoughtCount, ThoughtMode, run};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EvalMode {
+    /// Question, `<|start-latent|>`, N continuous thoughts, `<|end-latent|>`, answer.
+    Coconut,
+    /// Question, then free generation (steps, then the answer).
+    Cot,
+    /// Question, then the answer directly.
+    NoCot,
+}
+
+impl EvalMode {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "coconut" => Ok(Self::Coconut),
+            "cot" => Ok(Self::Cot),
+            "no-cot" => Ok(Self::NoCot),
+            _ => bail!("unknown eval mode \"{s}\" (expected coconut, cot or no-cot)"),
+        }
+    }
+}
+
+/// Mean probability mass a thought's decoded distribution puts on graph nodes, by their
+/// breadth-first depth from the root.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThoughtFrontier {
+    pub thought: usize,
+    /// `mass_by_depth[d]`: nodes at shortest distance d from the root (0 is the root).
+    pub mass_by_depth: Vec<f64>,
+    /// Nodes not reachable from the root.
+    pub unreachable: f64,
+    /// Everything else (template words, punctuation, special tokens).
+    pub other: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalReport {
+    pub mode: EvalMode,
+    pub thoughts: usize,
+    pub n: usize,
+    pub correct: usize,
+    pub accuracy: f64,
+    /// Coconut mode only.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub thought_frontier: Vec<ThoughtFrontier>,
+}
+
+/// The answer text after the last `#`, as the official code extracts it.
+pub fn extract_answer(text: &str) -> String {
+    text.rsplit('#')
+        .next()
+        .unwrap_or("")
+        .replace(',', "")
+        .trim()
+        .to_string()
+}
+
+/// Generates greedily for every problem and scores the answers. `progress(done, total)`.
+pub fn evaluate(
+    model: &Model,
+    tokenizer: &Tokenizer,
+    problems: &[ProsQaProblem],
+    mode: EvalMode,
+    thoughts: usize,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<EvalReport> {
+    let mut tok = tokenizer.clone();
+    let thoughts = match mode {
+        EvalMode::Coconut => {
+            if tok.coconut.is_none() {
+                bail!(
+                    "coconut mode needs the Coconut tokens (<|start-latent|>, <|end-latent|>, <|latent|>), which this model's tokenizer does not have"
+                );
+            }
+            thoughts
+        }
+        EvalMode::Cot | EvalMode::NoCot => {
+            // Plain generation after the question: no markers, no thoughts.
+            tok.coconut = None;
+            0
+        }
+    };
+    let spec = RunSpec {
+        thoughts: ThoughtCount::Fixed { n: thoughts },
+        mode: ThoughtMode::Coconut,
+        max_new_tokens: match mode {
+            EvalMode::Cot => 96,
+            _ => 24,
+        },
+        context_rows: 1,
+        attention: false,
+    };
+    let hooks = Hooks::none(model.info.layers);
+    let mut correct = 0;
+    let mut sums: Vec<ThoughtFrontier> = (1..=thoughts)
+        .map(|k| ThoughtFrontier {
+            thought: k,
+            mass_by_depth: Vec::new(),
+            unreachable: 0.0,
+            other: 0.0,
+        })
+        .collect();
+    for (i, p) in problems.iter().enumerate() {
+        let ids = tok.encode_prompt(&p.question)?;
+        let r = run(model, &tok, &ids, &spec, &hooks)?;
+        let text = tok.decode(&r.answer_ids)?;
+        if extract_answer(&text) == p.answer.trim() {
+            correct += 1;
+        }
+        if mode == EvalMode::Coconut && thoughts > 0 {
+            let graph = Graph::of(p)?;
+            let depth = graph.distances(p.root);
+            let node_ids: Vec<Option<u32>> = p
+                .idx_to_symbol
+                .iter()
+                .map(|s| match tok.encode_plain(s).ok().as_deref() {
+                    Some([id]) => Some(*id),
+                    _ => None,
+                })
+                .collect();
+            for (k, t) in r.thoughts.iter().enumerate() {
+                let probs: Vec<f32> =
+                    candle_nn::ops::softmax(&t.logits.to_dtype(DType::F32)?, D::Minus1)?
+                        .to_vec1()?;
+                let acc = &mut sums[k];
+                let mut on_nodes = 0.0;
+                for (node, id) in node_ids.iter().enumerate() {
+                    let Some(id) = id else { continue };
+                    let m = f64::from(probs[*id as usize]);
+                    on_nodes += m;
+                    match depth[node] {
+                        Some(d) => {
+                            if acc.mass_by_depth.len() <= d {
+                                acc.mass_by_depth.resize(d + 1, 0.0);
+                            }
+                            acc.mass_by_depth[d] += m;
+                        }
+                        None => acc.unreachable += m,
+                    }
+                }
+                acc.other += 1.0 - on_nodes;
+            }
+        }
+        progress(i + 1, problems.len());
+    }
+    let n = problems.len();
+    let scale = 1.0 / n.max(1) as f64;
+    for s in &mut sums {
+        s.mass_by_depth.iter_mut().for_each(|m| *m *= scale);
+        s.unreachable *= scale;
+        s.other *= scale;
+    }
+    Ok(EvalReport {
+        mode,
+        thoughts,
+        n,
+        correct,
+        accuracy: if n == 0 {
+            0.0
+        } else {
+            correct as f64 / n as f64
+        },
+        thought_frontier: if mode == EvalMode::Coconut {
+            sums
+        } else {
+            Vec::new()
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::extract_answer;
+
+    #[test]
+    fn the_answer_is_the_text_after_the_last_hash() {
+        assert_eq!(extract_answer("### Tom is a lempus."), "Tom is a lempus.");
+        assert_eq!(
+            extract_answer("Tom is a terpus.\nEvery terpus is a brimpus.\n### Tom is a lempus.\n"),
+            "Tom is a lempus."
+        );
+        assert_eq!(extract_answer("# 1,024"), "1024");
+        assert_eq!(extract_answer("no marker"), "no marker");
+    }
+}

@@ -1,0 +1,304 @@
+//! Training and evaluation: a quick smoke run on tiny graphs (the loss falls), an exact resume
+//! after an interruption, the exported model loads and evaluates, and `eval` rejects bad input.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use candle_core::{DType, Device};
+use coconut_lens::data::prosqa;
+use coconut_lens::eval::{EvalMode, evaluate};
+use coconut_lens::model::{ModelSource, load_model};
+use coconut_lens::train::{
+    DataShape, Progress, Recipe, TrainConfig, TrainOptions, TrainState, train,
+};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Two layers, d = 32, 64 tiny problems, coconut stages 0 and 1.
+fn tiny_config() -> TrainConfig {
+    TrainConfig {
+        data: DataShape::Tiny,
+        train_size: 64,
+        val_size: 8,
+        layers: 2,
+        d_model: 32,
+        heads: 2,
+        context: 256,
+        batch_size: 16,
+        lr: 3e-3,
+        warmup_steps: 2,
+        max_stage: 1,
+        epochs_first: 2,
+        epochs_per_stage: 1,
+        epochs_last: 0,
+        ..TrainConfig::bundled(Recipe::Coconut)
+    }
+}
+
+fn run_training(
+    cfg: &TrainConfig,
+    out: &Path,
+    max_batches: Option<usize>,
+) -> (TrainState, Vec<f64>) {
+    let mut losses = Vec::new();
+    let st = train(
+        cfg,
+        out,
+        TrainOptions {
+            max_batches,
+            checkpoint_every_s: f64::INFINITY,
+            progress: &mut |p| {
+                if let Progress::Batch { loss, .. } = p {
+                    losses.push(*loss);
+                }
+            },
+        },
+    )
+    .expect("training runs");
+    (st, losses)
+}
+
+fn tensors(path: &Path) -> Vec<(String, Vec<f32>)> {
+    let mut t: Vec<(String, Vec<f32>)> = candle_core::safetensors::load(path, &Device::Cpu)
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| (k, v.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+        .collect();
+    t.sort_by(|a, b| a.0.cmp(&b.0));
+    t
+}
+
+#[test]
+fn loss_falls_and_resume_is_bit_exact() {
+    let cfg = tiny_config();
+    let straight = scratch("train-straight");
+    let (st, losses) = run_training(&cfg, &straight, None);
+    assert!(st.done());
+    assert_eq!(losses.len(), 3 * 4, "3 epochs of 4 batches");
+    let first = losses[0];
+    let last_epoch: f64 = losses[8..].iter().sum::<f64>() / 4.0;
+    assert!(
+        last_epoch < 0.8 * first,
+        "loss did not fall: first batch {first}, last epoch {last_epoch}"
+    );
+
+    // Interrupted after 5 batches (mid-epoch, mid-stage), then resumed to the end.
+    let resumed = scratch("train-resumed");
+    let (st1, l1) = run_training(&cfg, &resumed, Some(5));
+    assert!(!st1.done());
+    assert_eq!((st1.epoch, st1.batch), (1, 1));
+    let (st2, l2) = run_training(&cfg, &resumed, None);
+    assert!(st2.done());
+    assert_eq!([l1, l2].concat(), losses, "losses differ after resume");
+    assert_eq!(st2.history.len(), st.history.len());
+    for (a, b) in st.history.iter().zip(&st2.history) {
+        assert_eq!(
+            (a.stage, a.loss, a.val_accuracy),
+            (b.stage, b.loss, b.val_accuracy)
+        );
+    }
+    let a = tensors(&straight.join("model.safetensors"));
+    let b = tensors(&resumed.join("model.safetensors"));
+    assert_eq!(a.len(), b.len());
+    for ((na, va), (nb, vb)) in a.iter().zip(&b) {
+        assert_eq!(na, nb);
+        assert!(
+            va.iter().zip(vb).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{na} differs after resume"
+        );
+    }
+    let ma = tensors(&straight.join("checkpoint/optimizer.safetensors"));
+    let mb = tensors(&resumed.join("checkpoint/optimizer.safetensors"));
+    assert_eq!(ma, mb, "optimizer moments differ after resume");
+
+    // The exported folder is a Hugging Face GPT-2 folder the engine loads and evaluates.
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(straight.join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["model_type"], "gpt2");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(straight.join("coconut-lens.json")).unwrap())
+            .unwrap();
+    assert_eq!(meta["thoughts"], 1);
+    assert!(meta["demo_prompt"].as_str().unwrap().ends_with('?'));
+    let loaded = load_model(
+        &ModelSource::Local(straight.clone()),
+        &Device::Cpu,
+        DType::F32,
+    )
+    .unwrap();
+    let problems = prosqa::generate(&DataShape::Tiny.gen_config(), 6, 1, "eval-test").unwrap();
+    let mut seen = 0;
+    let report = evaluate(
+        &loaded.model,
+        &loaded.tokenizer,
+        &problems,
+        EvalMode::Coconut,
+        2,
+        &mut |done, total| {
+            assert_eq!(total, 6);
+            seen = done;
+        },
+    )
+    .unwrap();
+    assert_eq!(seen, 6);
+    assert_eq!(report.n, 6);
+    assert!(report.correct <= 6);
+    assert_eq!(report.thought_frontier.len(), 2);
+    for f in &report.thought_frontier {
+        let total: f64 = f.mass_by_depth.iter().sum::<f64>() + f.unreachable + f.other;
+        assert!((total - 1.0).abs() < 1e-4, "masses sum to {total}");
+        assert!(f.mass_by_depth.iter().all(|&m| (0.0..=1.0).contains(&m)));
+    }
+}
+
+#[test]
+fn a_checkpoint_of_other_settings_is_not_resumed() {
+    let cfg = tiny_config();
+    let out = scratch("train-other-settings");
+    run_training(&cfg, &out, Some(1));
+    let other = TrainConfig {
+        lr: 1e-3,
+        ..cfg.clone()
+    };
+    let err = train(
+        &other,
+        &out,
+        TrainOptions {
+            max_batches: Some(1),
+            checkpoint_every_s: f64::INFINITY,
+            progress: &mut |_| {},
+        },
+    )
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("other settings"), "{err:#}");
+}
+
+fn bin(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_coconut-lens"))
+        .args(args)
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .expect("binary runs")
+}
+
+fn assert_one_line_error(out: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected failure");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
+    assert!(err.contains(needle), "expected {needle:?} in: {err}");
+}
+
+#[test]
+fn eval_rejects_bad_input_with_one_line() {
+    let dir = scratch("eval-bad-input");
+    let fixture = |name: &str| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/models")
+            .join(name)
+            .display()
+            .to_string()
+    };
+    let good = dir.join("good.json");
+    prosqa::write_problems(
+        &good,
+        // Tiny graphs: the fixture's byte-level tokenizer and 128-position context.
+        &prosqa::generate(&DataShape::Tiny.gen_config(), 2, 3, "x").unwrap(),
+    )
+    .unwrap();
+    let malformed = dir.join("malformed.json");
+    std::fs::write(&malformed, "[{\"question\": \"Is").unwrap();
+    let other_schema = dir.join("prontoqa.json");
+    std::fs::write(
+        &other_schema,
+        // ProntoQA in the Coconut format: no graph fields.
+        r#"[{"question": "Every wumpus is hot. Max is a wumpus. True or false: Max is hot.", "steps": ["Max is a wumpus.", "Every wumpus is hot."], "answer": "True"}]"#,
+    )
+    .unwrap();
+    let s = |p: &Path| p.display().to_string();
+    let gpt2 = fixture("gpt2-tiny");
+    assert_one_line_error(
+        &bin(&["eval", "--data", &s(&malformed), "--model", &gpt2]),
+        "not a ProsQA-schema",
+    );
+    assert_one_line_error(
+        &bin(&["eval", "--data", &s(&other_schema), "--model", &gpt2]),
+        "not a ProsQA-schema",
+    );
+    assert_one_line_error(
+        &bin(&[
+            "eval",
+            "--data",
+            &s(&dir.join("missing.json")),
+            "--model",
+            &gpt2,
+        ]),
+        "cannot read",
+    );
+    assert_one_line_error(
+        &bin(&[
+            "eval",
+            "--data",
+            &s(&good),
+            "--model",
+            &fixture("gpt2-tiny-base"),
+        ]),
+        "Coconut tokens",
+    );
+    assert_one_line_error(
+        &bin(&[
+            "eval",
+            "--data",
+            &s(&good),
+            "--model",
+            &gpt2,
+            "--mode",
+            "bogus",
+        ]),
+        "unknown eval mode",
+    );
+    // A well-formed file runs, and reports JSON.
+    let ok = bin(&[
+        "eval",
+        "--data",
+        &s(&good),
+        "--model",
+        &gpt2,
+        "--thoughts",
+        "2",
+    ]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(report["n"], 2);
+    assert_eq!(report["thought_frontier"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn train_rejects_bad_arguments_with_one_line() {
+    let dir = scratch("train-bad-args");
+    let out = dir.join("m").display().to_string();
+    assert_one_line_error(
+        &bin(&["train", "--out", &out, "--recipe", "bogus"]),
+        "unknown recipe",
+    );
+    assert_one_line_error(
+        &bin(&["train", "--out", &out, "--d-model", "30", "--heads", "4"]),
+        "multiple of --heads",
+    );
+    assert_one_line_error(
+        &bin(&["train", "--out", &out, "--train-size", "0"]),
+        "--train-size",
+    );
+}
