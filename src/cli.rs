@@ -50,6 +50,8 @@ pub enum Command {
     Train(crate::train::cli::TrainArgs),
     /// Accuracy on a ProsQA-schema file, with the thoughts' breadth-first frontier analysis.
     Eval(crate::eval::cli::EvalArgs),
+    /// Export the plots of a saved session (PNG and/or SVG).
+    Export(crate::session::cli::ExportArgs),
 }
 
 /// Where the model comes from and where it runs.
@@ -125,6 +127,10 @@ pub struct AnalyzeArgs {
     /// greedy answer token.
     #[arg(long, value_name = "TOKEN")]
     pub target: Option<String>,
+    /// Also save a session (the run and its no-ablation baseline) that the TUI reopens and
+    /// `export` plots. An existing file is not replaced.
+    #[arg(long, value_name = "FILE")]
+    pub save_session: Option<PathBuf>,
 }
 
 impl ModelArgs {
@@ -263,6 +269,11 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<()> {
     if args.target.is_some() && method != Some(ImportanceMethod::Gradient) {
         bail!("--target only applies with --head-importance gradient");
     }
+    if let Some(path) = &args.save_session
+        && path.exists()
+    {
+        bail!("{} already exists (not overwritten)", path.display());
+    }
     let (device, dtype) = args.model.device_and_dtype()?;
 
     let t0 = Instant::now();
@@ -326,6 +337,41 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<()> {
     doc.timings.load_ms = load_ms;
     doc.timings.compute_ms = t1.elapsed().as_secs_f64() * 1e3;
     doc.timings.peak_rss_mib = crate::analysis::document::peak_rss_mib();
+    if let Some(path) = &args.save_session {
+        let baseline = if interventions.is_empty() {
+            doc.clone()
+        } else {
+            let hooks = model.hooks(&Interventions::default())?;
+            analyze_prompt(model, tokenizer, &prompt, &spec, &hooks, args.top_k)?.1
+        };
+        let inputs = crate::session::SessionInputs {
+            model: args
+                .model
+                .model
+                .clone()
+                .unwrap_or_else(|| BUNDLED_MODEL.to_string()),
+            base: args.model.base.clone(),
+            revision: None,
+            device: crate::model::load::device_label(&device),
+            dtype: crate::model::load::dtype_label(dtype).to_string(),
+            prompt: prompt.clone(),
+            mode: mode.name().to_string(),
+            thoughts: args
+                .run
+                .thoughts
+                .clone()
+                .unwrap_or_else(|| default_thoughts(&source).to_string()),
+            entropy_stop: args.run.entropy_stop,
+            ablations: interventions.clone(),
+            importance_method: method.map(|m| m.name().to_string()),
+        };
+        let view = crate::session::ViewState {
+            tab: "lens".to_string(),
+            ..Default::default()
+        };
+        crate::session::Session::new(inputs, view, baseline, doc.clone()).save(path, false)?;
+        eprintln!("session saved to {}", path.display());
+    }
     println!("{}", serde_json::to_string_pretty(&doc)?);
     Ok(())
 }

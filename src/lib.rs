@@ -11,6 +11,8 @@ pub mod cli;
 pub mod data;
 pub mod eval;
 pub mod model;
+pub mod plot;
+pub mod session;
 pub mod synthetic;
 pub mod thought;
 pub mod train;

@@ -99,10 +99,9 @@ pub fn evaluate(
     let spec = RunSpec {
         thoughts: ThoughtCount::Fixed { n: thoughts },
         mode: ThoughtMode::Coconut,
-        max_new_tokens: match mode {
-            EvalMode::Cot => 96,
-            _ => 24,
-        },
+        // Enough for a full chain of thought (up to 6 steps) and the answer; generation
+        // stops at the end-of-text token.
+        max_new_tokens: 96,
         context_rows: 1,
         attention: false,
     };

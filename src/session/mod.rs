@@ -1,0 +1,242 @@
+//! Saved sessions, schema `coconut-lens.session.v1`: what was run (model, device, prompt, mode,
+//! thoughts, ablations, importance method), where the user was looking, and the analysis
+//! documents shown (baseline and current), so a session reopens without the model.
+//!
+//! Files are written atomically (a temporary file in the same folder, synced, then renamed) and
+//! never replace an existing file unless asked. Loading never panics: damaged files, unknown
+//! schema versions and files of another kind are errors that say which.
+
+pub mod cli;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::analysis::document::AnalysisDocument;
+use crate::model::Interventions;
+
+pub const SCHEMA: &str = "coconut-lens.session.v1";
+const SCHEMA_PREFIX: &str = "coconut-lens.session.";
+
+/// Everything needed to recompute the session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionInputs {
+    /// `--model` as given (folder, hub id `owner/name[@revision]`, or checkpoint file).
+    pub model: String,
+    /// `--base` for a Coconut checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    /// The resolved hub revision, when the model came from the hub.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    pub device: String,
+    pub dtype: String,
+    pub prompt: String,
+    /// Thought mode name: coconut, soft, token or pause.
+    pub mode: String,
+    /// `"6"` or `"auto"`.
+    pub thoughts: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entropy_stop: Option<f32>,
+    pub ablations: Interventions,
+    /// ablation or gradient.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub importance_method: Option<String>,
+}
+
+/// Where the user was looking.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ViewState {
+    /// lens, layers, heads, attention or compare.
+    pub tab: String,
+    /// Selected step (column of the timeline).
+    pub step: usize,
+    /// Selected layer.
+    pub layer: usize,
+    /// Head under the cursor.
+    pub head: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub schema: String,
+    /// Seconds since the Unix epoch.
+    pub saved_at: u64,
+    pub inputs: SessionInputs,
+    #[serde(default)]
+    pub view: ViewState,
+    /// The run without ablations.
+    pub baseline: AnalysisDocument,
+    /// The run with the session's ablations.
+    pub current: AnalysisDocument,
+}
+
+impl Session {
+    pub fn new(
+        inputs: SessionInputs,
+        view: ViewState,
+        baseline: AnalysisDocument,
+        current: AnalysisDocument,
+    ) -> Self {
+        Self {
+            schema: SCHEMA.to_string(),
+            saved_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            inputs,
+            view,
+            baseline,
+            current,
+        }
+    }
+
+    /// A default file name: `<timestamp>-<slug of the prompt>.json`.
+    pub fn default_file_name(&self) -> String {
+        format!(
+            "{}-{}.json",
+            timestamp(self.saved_at),
+            slug(&self.inputs.prompt)
+        )
+    }
+
+    pub fn to_json(&self) -> Result<Vec<u8>> {
+        Ok(serde_json::to_vec_pretty(self)?)
+    }
+
+    /// Parses a session, checking the schema before the content.
+    pub fn from_json(bytes: &[u8]) -> Result<Self> {
+        let value: serde_json::Value = serde_json::from_slice(bytes)
+            .map_err(|e| anyhow::anyhow!("not a session file: damaged JSON ({e})"))?;
+        let schema = value.get("schema").and_then(|s| s.as_str());
+        match schema {
+            Some(SCHEMA) => {}
+            Some(s) if s.starts_with(SCHEMA_PREFIX) => {
+                bail!("session schema {s} is not supported by this version (it reads {SCHEMA})")
+            }
+            Some(s) => bail!("not a session file (schema {s})"),
+            None => bail!("not a session file (no schema field)"),
+        }
+        serde_json::from_value(value).map_err(|e| anyhow::anyhow!("damaged session file: {e}"))
+    }
+
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        Self::from_json(&bytes).with_context(|| path.display().to_string())
+    }
+
+    /// Writes the session to `path` atomically. An existing file is replaced only with
+    /// `overwrite`.
+    pub fn save(&self, path: &Path, overwrite: bool) -> Result<()> {
+        write_atomic(
+            path,
+            &self.to_json()?,
+            overwrite,
+            &mut std::fs::File::write_all,
+        )
+    }
+}
+
+/// `YYYYmmdd-HHMMSS` (UTC) of Unix seconds.
+pub fn timestamp(secs: u64) -> String {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Up to six lower-case words of `text`, joined by `-`.
+pub fn slug(text: &str) -> String {
+    let words: Vec<String> = text
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .take(6)
+        .map(str::to_ascii_lowercase)
+        .collect();
+    if words.is_empty() {
+        "session".to_string()
+    } else {
+        words.join("-")
+    }
+}
+
+/// The file writer of [`write_atomic`]; tests inject one that fails part-way.
+pub type WriteFn<'a> = dyn FnMut(&mut std::fs::File, &[u8]) -> std::io::Result<()> + 'a;
+
+/// Writes `bytes` to `path` through a temporary file in the same folder, then renames it into
+/// place: readers see the old file or the new one, never a part. On any failure the
+/// temporary file is removed and an existing `path` is untouched.
+pub fn write_atomic(path: &Path, bytes: &[u8], overwrite: bool, write: &mut WriteFn) -> Result<()> {
+    if !overwrite && path.exists() {
+        bail!("{} already exists (not overwritten)", path.display());
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} is not a file path", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| -> Result<()> {
+        let mut f = std::fs::File::create(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        write(&mut f, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.sync_all()
+            .with_context(|| format!("cannot sync {}", tmp.display()))?;
+        drop(f);
+        if !overwrite && path.exists() {
+            bail!("{} already exists (not overwritten)", path.display());
+        }
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("cannot move {} into place", tmp.display()))?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_civil_utc() {
+        assert_eq!(timestamp(0), "19700101-000000");
+        assert_eq!(timestamp(1_795_305_600), "20261122-000000");
+        assert_eq!(timestamp(951_782_400 + 3661), "20000229-010101");
+    }
+
+    #[test]
+    fn slugs_are_short_and_safe() {
+        assert_eq!(
+            slug("Is Tom a lempus or scrompus?"),
+            "is-tom-a-lempus-or-scrompus"
+        );
+        assert_eq!(slug("  ¿?  "), "session");
+        assert_eq!(slug("a/b\\c ../d"), "a-b-c-d");
+    }
+}
