@@ -24,11 +24,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Some(Command::Analyze(args)) => analyze(args),
         Some(Command::Data(args)) => coconut_lens::data::cli::run(args),
-        None => {
-            use clap::CommandFactory;
-            let _ = Cli::command().print_help();
-            Ok(())
-        }
+        None => coconut_lens::tui::main(&cli.tui),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
