@@ -215,7 +215,7 @@ pub static BINDINGS: &[Binding] = &[
             (ch('l'), C::Right),
         ],
         scope: Scope::Tabs(STEP_TABS),
-        help: "previous / next step (prompt token, thought, answer token)",
+        help: "previous / next step: prompt token, thought, answer token",
         hint: Some("step"),
     },
     Binding {
@@ -398,12 +398,30 @@ pub fn lookup(ctx: Context, ev: &KeyEvent) -> Option<Command> {
         .map(|(_, cmd)| *cmd)
 }
 
-/// Status-bar hints for a context: (keys, text).
-pub fn hints(ctx: Context) -> Vec<(String, &'static str)> {
+/// A status-bar hint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hint {
+    pub keys: String,
+    pub text: &'static str,
+    /// Help and quit: kept at the right end, always visible.
+    pub pinned: bool,
+}
+
+/// Status-bar hints for a context, in table order.
+pub fn hints(ctx: Context) -> Vec<Hint> {
     BINDINGS
         .iter()
         .filter(|b| b.scope.applies(ctx))
-        .filter_map(|b| b.hint.map(|h| (b.hint_keys(), h)))
+        .filter_map(|b| {
+            b.hint.map(|text| Hint {
+                keys: b.hint_keys(),
+                text,
+                pinned: b
+                    .keys
+                    .iter()
+                    .any(|(_, c)| matches!(c, Command::Help | Command::Quit)),
+            })
+        })
         .collect()
 }
 
@@ -507,6 +525,11 @@ mod tests {
         assert_eq!(tab.hint_keys(), "Tab/⇧Tab");
         assert_eq!(ctrl('c').label(), "Ctrl-C");
         let h = hints(Context::Main(Tab::Heads));
-        assert!(h.iter().any(|(k, t)| k == "Space" && *t == "toggle head"));
+        assert!(
+            h.iter()
+                .any(|h| h.keys == "Space" && h.text == "toggle head")
+        );
+        let pinned: Vec<&str> = h.iter().filter(|h| h.pinned).map(|h| h.text).collect();
+        assert_eq!(pinned, ["help", "quit"]);
     }
 }

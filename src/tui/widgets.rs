@@ -146,6 +146,8 @@ pub struct GridGeom {
     /// Where the cells are (labels excluded).
     pub cells: Rect,
     pub cell_w: u16,
+    /// Lines per row: more when there is room, so that few layers still read well.
+    pub cell_h: u16,
     pub first_row: usize,
     pub first_col: usize,
     pub rows: usize,
@@ -154,12 +156,13 @@ pub struct GridGeom {
 
 impl GridGeom {
     /// Lays out a `total_rows` × `total_cols` grid in `area`, with `label_w` columns of row
-    /// labels and `header` rows of column labels, keeping `sel` (row, col) visible.
+    /// labels and `header` rows of column labels, rows of 1 to `max_h` lines, keeping `sel`
+    /// (row, col) visible.
     pub fn new(
         area: Rect,
         label_w: u16,
         header: u16,
-        cell_w: u16,
+        (cell_w, max_h): (u16, u16),
         total: (usize, usize),
         sel: (usize, usize),
     ) -> Self {
@@ -170,13 +173,15 @@ impl GridGeom {
             height: area.height.saturating_sub(header),
         };
         let vis_cols = (cells.width / cell_w.max(1)) as usize;
-        let vis_rows = cells.height as usize;
+        let cell_h = (cells.height as usize / total.0.max(1)).clamp(1, max_h.max(1) as usize);
+        let vis_rows = cells.height as usize / cell_h;
         let first_row = viewport(sel.0, total.0, vis_rows);
         let first_col = viewport(sel.1, total.1, vis_cols);
         GridGeom {
             area,
             cells,
             cell_w: cell_w.max(1),
+            cell_h: cell_h as u16,
             first_row,
             first_col,
             rows: vis_rows.min(total.0 - first_row.min(total.0)),
@@ -190,7 +195,7 @@ impl GridGeom {
             return None;
         }
         let c = ((x - self.cells.x) / self.cell_w) as usize;
-        let r = (y - self.cells.y) as usize;
+        let r = ((y - self.cells.y) / self.cell_h) as usize;
         (r < self.rows && c < self.cols).then_some((self.first_row + r, self.first_col + c))
     }
 
@@ -205,9 +210,9 @@ impl GridGeom {
         }
         Some(Rect {
             x: self.cells.x + (col - self.first_col) as u16 * self.cell_w,
-            y: self.cells.y + (row - self.first_row) as u16,
+            y: self.cells.y + (row - self.first_row) as u16 * self.cell_h,
             width: self.cell_w,
-            height: 1,
+            height: self.cell_h,
         })
     }
 
@@ -224,6 +229,8 @@ impl GridGeom {
 #[derive(Debug, Clone, PartialEq)]
 pub struct HeatCell {
     pub text: String,
+    /// A second line, shown when rows are two lines high or more.
+    pub sub: String,
     pub style: Style,
 }
 
@@ -232,8 +239,22 @@ impl HeatCell {
     pub fn value(text: impl Into<String>, v: f32) -> Self {
         HeatCell {
             text: text.into(),
+            sub: String::new(),
             style: heat_style(v),
         }
+    }
+
+    pub fn styled(text: impl Into<String>, style: Style) -> Self {
+        HeatCell {
+            text: text.into(),
+            sub: String::new(),
+            style,
+        }
+    }
+
+    pub fn with_sub(mut self, sub: impl Into<String>) -> Self {
+        self.sub = sub.into();
+        self
     }
 }
 
@@ -271,7 +292,7 @@ impl Widget for Heatmap<'_> {
             }
         }
         for row in g.visible_rows() {
-            let y = g.cells.y + (row - g.first_row) as u16;
+            let y = g.cells.y + (row - g.first_row) as u16 * g.cell_h;
             if label_w > 0 {
                 let mut line = (self.row_label)(row);
                 if self.selected.is_some_and(|(r, _)| r == row) {
@@ -286,7 +307,14 @@ impl Widget for Heatmap<'_> {
                 if self.selected == Some((row, col)) {
                     style = style.add_modifier(Modifier::REVERSED | Modifier::BOLD);
                 }
-                buf.set_stringn(r.x, r.y, pad(&cell.text, text_w), text_w, style);
+                for dy in 0..r.height {
+                    let text = match dy {
+                        0 => &cell.text,
+                        1 => &cell.sub,
+                        _ => "",
+                    };
+                    buf.set_stringn(r.x, r.y + dy, pad(text, text_w), text_w, style);
+                }
             }
         }
     }
@@ -341,21 +369,24 @@ mod tests {
     #[test]
     fn grid_hits_what_it_draws() {
         let area = Rect::new(2, 3, 40, 10);
-        let g = GridGeom::new(area, 4, 1, 6, (20, 30), (15, 25));
+        let g = GridGeom::new(area, 4, 1, (6, 2), (20, 30), (15, 25));
         for row in g.visible_rows() {
             for col in g.visible_cols() {
                 let r = g.rect(row, col).unwrap();
                 assert_eq!(g.hit(r.x, r.y), Some((row, col)));
-                assert_eq!(g.hit(r.x + r.width - 1, r.y), Some((row, col)));
+                assert_eq!(g.hit(r.right() - 1, r.bottom() - 1), Some((row, col)));
             }
         }
+        let tall = GridGeom::new(area, 4, 1, (6, 3), (3, 2), (0, 0));
+        assert_eq!(tall.cell_h, 3);
+        assert_eq!(tall.hit(area.x + 4, area.y + 1 + 4), Some((1, 0)));
         assert_eq!(g.hit(area.x, area.y), None);
     }
 
     #[test]
     fn heatmap_colours_cells_and_marks_the_selection() {
         let area = Rect::new(0, 0, 20, 4);
-        let g = GridGeom::new(area, 3, 1, 5, (3, 3), (0, 0));
+        let g = GridGeom::new(area, 3, 1, (5, 1), (3, 3), (0, 0));
         let mut buf = Buffer::empty(area);
         let row_label = |r: usize| Line::from(format!("L{r}"));
         let col_label = |c: usize| Span::raw(format!("c{c}"));

@@ -35,7 +35,7 @@ fn geom(app: &App, run: &RunView, body: Rect) -> Geom {
     let cell_w = (avail / cols).clamp(1, 3) as u16;
     let rows = app.query_steps();
     let sel = rows.iter().position(|&s| s == app.step).unwrap_or(0);
-    let grid = GridGeom::new(inner, LABEL_W, 1, cell_w, (rows.len(), cols), (sel, 0));
+    let grid = GridGeom::new(inner, LABEL_W, 1, (cell_w, 1), (rows.len(), cols), (sel, 0));
     Geom {
         grid_panel,
         side,
@@ -70,7 +70,7 @@ pub fn render(app: &App, run: &RunView, body: Rect, frame: &mut Frame) {
     let mut title = vec![
         Span::raw(format!(" Attention of head L{l}.H{h} ")).bold(),
         Span::raw(format!(
-            "· rows: thoughts and answer · columns: {} prompt tokens{} · colour: share of the row's largest ",
+            "· over {} prompt tokens{} ",
             run.prompt_tokens.len(),
             if g.bin > 1 {
                 format!(", {} per column", g.bin)
@@ -127,19 +127,17 @@ pub fn render(app: &App, run: &RunView, body: Rect, frame: &mut Frame) {
         },
         g.grid_panel,
     );
-    // A ruler of prompt positions over the columns.
+    // A ruler of prompt positions over the columns, a tick every 10 columns or so.
     let buf = frame.buffer_mut();
     let y = g.grid.cells.y.saturating_sub(1);
-    let mut x = g.grid.cells.x;
     let right = g.grid.cells.x + g.grid.cols as u16 * g.grid.cell_w;
-    let step = 10u16.max(g.grid.cell_w);
-    while x < right {
-        let pos = ((x - g.grid.cells.x) / g.grid.cell_w) as usize * g.bin;
-        let label = format!("|{pos}");
+    let every = 10u16.div_ceil(g.grid.cell_w) as usize;
+    for col in (0..g.grid.cols).step_by(every) {
+        let x = g.grid.cells.x + col as u16 * g.grid.cell_w;
+        let label = format!("|{}", col * g.bin);
         if x + label.len() as u16 <= right {
             buf.set_string(x, y, label, Style::default().dark_gray());
         }
-        x += step;
     }
     render_side(app, run, g.side, frame);
 }
@@ -174,13 +172,12 @@ fn render_side(app: &App, run: &RunView, area: Rect, frame: &mut Frame) {
     let mut lines = vec![Line::from(vec![
         Span::raw("on the prompt ").dark_gray(),
         Span::raw(pct(on_prompt)).bold(),
-        Span::raw(" (rest: markers, thoughts)").dark_gray(),
     ])];
     lines.push(Line::from("most attended prompt tokens".dark_gray()));
     let max = p.iter().copied().fold(0f32, f32::max).max(1e-12);
     let tok_w = 12;
     let bar_w = w.saturating_sub(5 + tok_w + 8).max(1);
-    let n = (inner.height as usize).saturating_sub(2);
+    let n = (inner.height as usize).saturating_sub(2).min(12);
     for i in top_k_indices(p, n) {
         let tok = run.prompt_tokens.get(i).map_or("", |s| s.as_str());
         let mut line = Line::from(vec![

@@ -25,10 +25,12 @@ pub fn render(app: &App, run: &RunView, body: Rect, frame: &mut Frame) {
     let cmp = &run.comparison;
     let base = &cmp.baseline;
     let cur = &run.summary;
-    let [top, table_area, bottom] = Layout::vertical([
+    let table_h = (base.thoughts.len().max(cur.thoughts.len()) + 6) as u16;
+    let [top, table_area, bottom, _] = Layout::vertical([
         Constraint::Length(1),
-        Constraint::Min(4),
+        Constraint::Max(table_h),
         Constraint::Length(5),
+        Constraint::Min(0),
     ])
     .areas(body);
 

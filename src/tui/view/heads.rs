@@ -34,7 +34,7 @@ fn geom(app: &App, body: Rect) -> (Rect, Rect, GridGeom) {
         inner,
         LABEL_W,
         1,
-        cell_w,
+        (cell_w, 2),
         (app.layers(), app.heads()),
         app.head,
     );
@@ -98,15 +98,9 @@ pub fn render(app: &App, body: Rect, frame: &mut Frame) {
     let col_label = |h: usize| Span::raw(format!("h{h}")).dark_gray();
     let cell = |l: usize, h: usize| {
         if app.is_layer_skipped(l) {
-            HeatCell {
-                text: if h == 0 { "skip".into() } else { "─".into() },
-                style: ablated_style(),
-            }
+            HeatCell::styled(if h == 0 { "skip" } else { "─" }, ablated_style())
         } else if app.is_head_ablated(l, h) {
-            HeatCell {
-                text: "×".into(),
-                style: ablated_style(),
-            }
+            HeatCell::styled("×", ablated_style())
         } else {
             match shown.and_then(|i| i.heads.get(l).and_then(|r| r.get(h))) {
                 Some(&v) => {
@@ -114,15 +108,9 @@ pub fn render(app: &App, body: Rect, frame: &mut Frame) {
                     if stale {
                         style = style.add_modifier(Modifier::DIM);
                     }
-                    HeatCell {
-                        text: num(v, text_w),
-                        style,
-                    }
+                    HeatCell::styled(num(v, text_w), style)
                 }
-                None => HeatCell {
-                    text: "·".into(),
-                    style: Style::default().dark_gray(),
-                },
+                None => HeatCell::styled("·", Style::default().dark_gray()),
             }
         }
     };

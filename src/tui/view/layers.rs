@@ -39,7 +39,7 @@ fn geom(app: &App, run: &RunView, body: Rect) -> Geom {
         inner_of(grid_panel),
         LABEL_W,
         1,
-        CELL_W,
+        (CELL_W, 2),
         (layers, run.steps.len()),
         (block_of(app, layers), app.step),
     );
@@ -118,7 +118,7 @@ pub fn render(app: &App, run: &RunView, body: Rect, frame: &mut Frame) {
         g.blocks,
         Line::from(vec![
             Span::raw(" Block rule ").bold(),
-            Span::raw("· prune n blocks where d(x^l, x^l+n) is least ").dark_gray(),
+            Span::raw("· least d(x^l, x^l+n) ").dark_gray(),
         ]),
     );
     let mut lines = vec![Line::from(
@@ -150,7 +150,7 @@ pub fn render(app: &App, run: &RunView, body: Rect, frame: &mut Frame) {
         g.grid_panel,
         Line::from(vec![
             Span::raw(" Angular distance ").bold(),
-            Span::raw("· rows: block L (x^L → x^L+1) · colour: share of the largest ").dark_gray(),
+            Span::raw("· row: block L, d(x^L, x^L+1) · colour: share of the largest ").dark_gray(),
         ]),
     );
     let row_label = |l: usize| {

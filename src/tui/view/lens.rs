@@ -28,7 +28,7 @@ fn geom(app: &App, run: &RunView, body: Rect) -> Geom {
         inner_of(grid_panel),
         LABEL_W,
         1,
-        CELL_W,
+        (CELL_W, 2),
         (rows, run.steps.len()),
         (app.layer.min(rows - 1), app.step),
     );
@@ -66,10 +66,8 @@ pub fn render(app: &App, run: &RunView, body: Rect, frame: &mut Frame) {
         g.grid_panel,
         Line::from(vec![
             Span::raw(" Logit lens ").bold(),
-            Span::raw(
-                "· rows: after block L (emb: embeddings, *: output) · cell: top token, colour: p ",
-            )
-            .dark_gray(),
+            Span::raw("· row: after block L (emb: embeddings, *: output) · top token, p ")
+                .dark_gray(),
         ]),
     );
     let skipped = &run.params.interventions.skipped_layers;
@@ -84,7 +82,7 @@ pub fn render(app: &App, run: &RunView, body: Rect, frame: &mut Frame) {
     };
     let col_label = |c: usize| step_span(run, c);
     let cell = |l: usize, c: usize| match run.steps[c].lens.get(l).and_then(|x| x.top1()) {
-        Some(t) => HeatCell::value(t.text.clone(), t.prob),
+        Some(t) => HeatCell::value(t.text.clone(), t.prob).with_sub(pct(t.prob)),
         None => HeatCell::value("", 0.0),
     };
     let sel = (app.layer.min(last), app.step);

@@ -7,6 +7,8 @@ mod heads;
 mod layers;
 mod lens;
 
+pub use lens::layer_label as lens_row_label;
+
 use ratatui::Frame;
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
@@ -521,15 +523,20 @@ fn render_status(app: &App, area: Rect, frame: &mut Frame) {
     if spans.is_empty() {
         spans.push(Span::raw(format!(" {}", tab_blurb(app.tab))).dark_gray());
     }
+    let line = Line::from(spans);
+    // A long error takes the hint line too, until the next change clears it.
+    let long_error =
+        app.status.as_ref().is_some_and(|s| s.error) && line.width() > line1.width as usize;
     let (text_area, gauge_area) = match gauge {
         Some(_) => {
             let [t, g] =
                 Layout::horizontal([Constraint::Min(10), Constraint::Length(24)]).areas(line1);
             (t, Some(g))
         }
+        None if long_error => (area, None),
         None => (line1, None),
     };
-    frame.render_widget(Paragraph::new(Line::from(spans)), text_area);
+    frame.render_widget(Paragraph::new(line).wrap(Wrap { trim: false }), text_area);
     if let (Some(ratio), Some(g)) = (gauge, gauge_area) {
         frame.render_widget(
             LineGauge::default()
@@ -539,12 +546,26 @@ fn render_status(app: &App, area: Rect, frame: &mut Frame) {
             g,
         );
     }
-    let mut hint_spans = vec![Span::raw(" ")];
-    for (keys, text) in hints(app.context()) {
-        hint_spans.push(Span::raw(keys).fg(KEY).bold());
-        hint_spans.push(Span::raw(format!(" {text}  ")).dark_gray());
+    if long_error && gauge.is_none() {
+        return;
     }
-    frame.render_widget(Paragraph::new(Line::from(hint_spans)), line2);
+    let spans = |pinned: bool| -> Vec<Span<'static>> {
+        let mut out = vec![Span::raw(" ")];
+        for h in hints(app.context())
+            .into_iter()
+            .filter(|h| h.pinned == pinned)
+        {
+            out.push(Span::raw(h.keys).fg(KEY).bold());
+            out.push(Span::raw(format!(" {}  ", h.text)).dark_gray());
+        }
+        out
+    };
+    let right = Line::from(spans(true));
+    let [left_area, right_area] =
+        Layout::horizontal([Constraint::Min(1), Constraint::Length(right.width() as u16)])
+            .areas(line2);
+    frame.render_widget(Paragraph::new(Line::from(spans(false))), left_area);
+    frame.render_widget(Paragraph::new(right), right_area);
 }
 
 /// The help popup, from the key table.
@@ -580,7 +601,7 @@ fn render_help(area: Rect, frame: &mut Frame) {
         rows,
         [
             Constraint::Length(16),
-            Constraint::Length(30),
+            Constraint::Length(33),
             Constraint::Min(20),
         ],
     )
