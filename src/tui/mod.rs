@@ -10,10 +10,14 @@ pub mod app;
 pub mod compute;
 pub mod data;
 pub mod keymap;
+pub mod sample;
 pub mod update;
 pub mod view;
 pub mod widgets;
 pub mod worker;
+
+#[cfg(test)]
+mod tests;
 
 use std::io::{IsTerminal, Stdout, Write};
 use std::sync::mpsc;
