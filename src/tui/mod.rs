@@ -11,6 +11,7 @@ pub mod compute;
 pub mod data;
 pub mod keymap;
 pub mod sample;
+pub mod terminal;
 pub mod update;
 pub mod view;
 pub mod widgets;
@@ -19,27 +20,19 @@ pub mod worker;
 #[cfg(test)]
 mod tests;
 
-use std::io::{IsTerminal, Stdout, Write};
+use std::io::{IsTerminal, Write};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use ratatui::Terminal;
-use ratatui::backend::CrosstermBackend;
-use ratatui::crossterm::event::{
-    self, DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture,
-    Event, KeyEventKind,
-};
-use ratatui::crossterm::execute;
-use ratatui::crossterm::terminal::{
-    EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
-};
+use ratatui::crossterm::event::{self, Event, KeyEventKind};
 
 use crate::cli::{TuiArgs, default_thoughts, demo_prompt, read_prompt};
 use crate::model::{DeviceSpec, ModelSource, load_model, parse_dtype};
 use crate::thought::ThoughtMode;
 use app::{Action, App};
 use data::{Job, RunParams, WorkerMsg};
+use terminal::TerminalGuard;
 use worker::Worker;
 
 /// `coconut-lens [OPTIONS]`: checks the arguments, then runs the explorer.
@@ -90,68 +83,6 @@ pub fn main(args: &TuiArgs) -> Result<()> {
 enum Ev {
     Input(Event, Instant),
     Worker(WorkerMsg),
-}
-
-/// Raw mode, alternate screen, mouse and paste; undone on drop and on panic.
-struct TerminalGuard {
-    terminal: Terminal<CrosstermBackend<Stdout>>,
-}
-
-fn restore_terminal() {
-    let _ = disable_raw_mode();
-    let mut out = std::io::stdout();
-    let _ = execute!(
-        out,
-        DisableBracketedPaste,
-        DisableMouseCapture,
-        LeaveAlternateScreen,
-        ratatui::crossterm::cursor::Show
-    );
-    let _ = out.flush();
-}
-
-impl TerminalGuard {
-    fn enter() -> Result<Self> {
-        // Panics on the UI thread restore the terminal before the message is printed. The
-        // worker catches its own panics and reports them in the status bar.
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if std::thread::current().name() == Some(worker::THREAD_NAME) {
-                return;
-            }
-            restore_terminal();
-            previous(info);
-        }));
-        enable_raw_mode().context("cannot switch the terminal to raw mode")?;
-        let mut out = std::io::stdout();
-        let entered = execute!(
-            out,
-            EnterAlternateScreen,
-            EnableMouseCapture,
-            EnableBracketedPaste
-        );
-        if let Err(e) = entered {
-            restore_terminal();
-            return Err(e).context("cannot set up the terminal");
-        }
-        let terminal = match Terminal::new(CrosstermBackend::new(out)) {
-            Ok(t) => t,
-            Err(e) => {
-                restore_terminal();
-                return Err(e).context("cannot set up the terminal");
-            }
-        };
-        let mut guard = TerminalGuard { terminal };
-        guard.terminal.hide_cursor()?;
-        guard.terminal.clear()?;
-        Ok(guard)
-    }
-}
-
-impl Drop for TerminalGuard {
-    fn drop(&mut self) {
-        restore_terminal();
-    }
 }
 
 /// Appends latency measurements to the file named by `COCONUT_LENS_LATENCY_LOG`.
