@@ -20,6 +20,15 @@ fn tops(t: &[TokProb], width: usize) -> String {
     fit(&s, width)
 }
 
+/// A probability that may be tiny (a product over many tokens).
+fn prob_text(p: f32) -> String {
+    if p > 0.0 && p < 1e-3 {
+        format!("{p:.2e}")
+    } else {
+        format!("{p:.4}")
+    }
+}
+
 pub fn render(app: &App, run: &RunView, body: Rect, frame: &mut Frame) {
     let iv = &run.params.interventions;
     let cmp = &run.comparison;
@@ -112,8 +121,8 @@ pub fn render(app: &App, run: &RunView, body: Rect, frame: &mut Frame) {
     rows.push(answer_row);
     rows.push(Row::new(vec![
         Cell::from("p(answer)").dark_gray(),
-        Cell::from(format!("{:.4}", base.answer_prob())),
-        Cell::from(format!("{:.4}", cur.answer_prob())),
+        Cell::from(prob_text(base.answer_prob())),
+        Cell::from(prob_text(cur.answer_prob())),
     ]));
     rows.push(Row::new(vec![
         Cell::from("p(first)").dark_gray(),

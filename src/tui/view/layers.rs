@@ -150,7 +150,7 @@ pub fn render(app: &App, run: &RunView, body: Rect, frame: &mut Frame) {
         g.grid_panel,
         Line::from(vec![
             Span::raw(" Angular distance ").bold(),
-            Span::raw("· row: block L, d(x^L, x^L+1) · colour: share of the largest ").dark_gray(),
+            Span::raw("· row: block L · colour: share of the largest ").dark_gray(),
         ]),
     );
     let row_label = |l: usize| {

@@ -142,11 +142,11 @@ fn render_detail(run: &RunView, (layer, step): (usize, usize), area: Rect, frame
     }
     lines.push(Line::from(""));
     lines.push(Line::from(vec![
-        Span::raw("position ").dark_gray(),
+        Span::raw("pos ").dark_gray(),
         Span::raw(s.position.to_string()),
         Span::raw(" · output ").dark_gray(),
         Span::raw(s.output().map_or(String::new(), |t| {
-            format!("{} {}", fit(&t.text, 10), pct(t.prob))
+            format!("{} {}", fit(&t.text, w.saturating_sub(24)), pct(t.prob))
         })),
     ]));
     frame.render_widget(ratatui::widgets::Paragraph::new(lines), inner);

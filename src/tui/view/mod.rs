@@ -241,7 +241,10 @@ fn render_header(app: &App, area: Rect, frame: &mut Frame) {
         Style::default().fg(widgets::ABLATED).bold()
     };
     let last = match &app.run {
-        Some(r) if app.running => format!("last run {:.0} ms (running…)", r.compute_ms),
+        Some(_) if app.running => "running…".to_string(),
+        Some(r) if r.params.interventions.is_empty() && r.compute_ms < 0.5 => {
+            "last run: the cached baseline".to_string()
+        }
         Some(r) => format!("last run {:.0} ms", r.compute_ms),
         None => "running…".to_string(),
     };
