@@ -189,6 +189,7 @@ fn toggles(name: &str, dir: PathBuf, prompt: String, layers: usize, heads: usize
         generation += 1;
         let (ms, _) = live.time(Job::Importance {
             generation,
+            request: generation,
             params: params.clone(),
             method,
         });
@@ -205,6 +206,7 @@ fn toggles(name: &str, dir: PathBuf, prompt: String, layers: usize, heads: usize
     generation += 1;
     live.worker.submit(Job::Importance {
         generation,
+        request: generation,
         params: params.clone(),
         method: ImportanceMethod::Ablation,
     });

@@ -295,3 +295,23 @@ fn a_missing_model_is_reported_as_a_load_error() {
     update(&mut app, Action::Worker(msg));
     assert!(app.should_quit && app.fatal.is_some());
 }
+
+#[test]
+fn switching_the_method_mid_sweep_shows_the_new_method() {
+    // Found by hand in tmux: '3' then 'i' at once left the tab saying "cancelled".
+    let mut h = Harness::new("gpt2-tiny", params());
+    h.key('3');
+    h.key('i');
+    h.settle();
+    let imp = h
+        .app
+        .current_importance()
+        .expect("gradient importance shown");
+    assert_eq!(imp.method.name(), "gradient");
+    assert!(
+        h.screen()
+            .iter()
+            .any(|l| l.contains("importance: gradient"))
+    );
+    assert!(!h.screen().iter().any(|l| l.contains("cancelled")));
+}

@@ -73,6 +73,7 @@ pub enum ImportanceState {
     Idle,
     Running {
         generation: u64,
+        request: u64,
         method: ImportanceMethod,
         done: usize,
         total: usize,
@@ -104,6 +105,8 @@ pub struct App {
     /// The last good importance, with the generation it belongs to.
     pub importance_result: Option<(u64, Importance)>,
     pub importance_method: ImportanceMethod,
+    /// The number of the last sweep asked for.
+    pub importance_requests: u64,
     /// Soft Thinking's (top-k, top-p), used when `m` reaches soft mode.
     pub soft: (usize, f32),
     pub tab: Tab,
@@ -136,6 +139,7 @@ impl App {
             importance: ImportanceState::Idle,
             importance_result: None,
             importance_method: ImportanceMethod::Ablation,
+            importance_requests: 0,
             soft: (5, 0.95),
             tab: Tab::Lens,
             step: 0,

@@ -197,6 +197,8 @@ pub enum Job {
     },
     Importance {
         generation: u64,
+        /// Distinguishes sweeps of one generation (another method, a restart).
+        request: u64,
         params: RunParams,
         method: ImportanceMethod,
     },
@@ -214,16 +216,16 @@ pub enum WorkerMsg {
         result: Result<Box<RunView>, String>,
     },
     Progress {
-        generation: u64,
+        request: u64,
         done: usize,
         total: usize,
     },
     ImportanceDone {
         generation: u64,
-        method: ImportanceMethod,
+        request: u64,
         result: Result<Importance, String>,
     },
     Cancelled {
-        generation: u64,
+        request: u64,
     },
 }

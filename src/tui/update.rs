@@ -98,14 +98,17 @@ fn want_importance(app: &mut App, force: bool) -> Option<Job> {
     if !force && (!idle || app.current_importance().is_some()) {
         return None;
     }
+    app.importance_requests += 1;
     app.importance = ImportanceState::Running {
         generation: app.generation,
+        request: app.importance_requests,
         method: app.importance_method,
         done: 0,
         total: 0,
     };
     Some(Job::Importance {
         generation: app.generation,
+        request: app.importance_requests,
         params: app.params.clone(),
         method: app.importance_method,
     })
@@ -469,17 +472,17 @@ fn worker(app: &mut App, msg: WorkerMsg) -> Option<Job> {
             }
         }
         WorkerMsg::Progress {
-            generation,
+            request,
             done,
             total,
         } => {
             if let ImportanceState::Running {
-                generation: g,
+                request: r,
                 done: d,
                 total: t,
                 ..
             } = &mut app.importance
-                && *g == generation
+                && *r == request
             {
                 *d = done;
                 *t = total;
@@ -488,11 +491,11 @@ fn worker(app: &mut App, msg: WorkerMsg) -> Option<Job> {
         }
         WorkerMsg::ImportanceDone {
             generation,
-            method,
+            request,
             result,
         } => {
             let ours = matches!(app.importance,
-                ImportanceState::Running { generation: g, method: m, .. } if g == generation && m == method);
+                ImportanceState::Running { request: r, .. } if r == request);
             if !ours {
                 return None;
             }
@@ -508,8 +511,8 @@ fn worker(app: &mut App, msg: WorkerMsg) -> Option<Job> {
             }
             None
         }
-        WorkerMsg::Cancelled { generation } => {
-            if matches!(app.importance, ImportanceState::Running { generation: g, .. } if g == generation)
+        WorkerMsg::Cancelled { request } => {
+            if matches!(app.importance, ImportanceState::Running { request: r, .. } if r == request)
             {
                 app.importance = ImportanceState::Cancelled;
                 set_status(app, "head sweep cancelled; s starts it again", false);

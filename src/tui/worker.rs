@@ -158,10 +158,12 @@ fn serve(load: impl FnOnce() -> Result<LoadedModel>, out: impl Fn(WorkerMsg), sh
                     result: Err(e),
                 }),
                 Job::Importance {
-                    generation, method, ..
+                    generation,
+                    request,
+                    ..
                 } => out(WorkerMsg::ImportanceDone {
                     generation,
-                    method,
+                    request,
                     result: Err(e),
                 }),
                 Job::Cancel => {}
@@ -190,28 +192,29 @@ fn run_job(
         }
         Job::Importance {
             generation,
+            request,
             params,
             method,
         } => {
-            let generation = *generation;
+            let request = *request;
             if cancel.load(Ordering::Relaxed) {
-                out(WorkerMsg::Cancelled { generation });
+                out(WorkerMsg::Cancelled { request });
                 return;
             }
             let mut progress = |done, total| {
                 out(WorkerMsg::Progress {
-                    generation,
+                    request,
                     done,
                     total,
                 })
             };
             let result = compute_importance(lm, params, *method, &mut progress, cancel);
             if cancel.load(Ordering::Relaxed) {
-                out(WorkerMsg::Cancelled { generation });
+                out(WorkerMsg::Cancelled { request });
             } else {
                 out(WorkerMsg::ImportanceDone {
-                    generation,
-                    method: *method,
+                    generation: *generation,
+                    request,
                     result: result.map_err(|e| format!("{e:#}").replace('\n', " ")),
                 });
             }

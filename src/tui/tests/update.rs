@@ -284,22 +284,39 @@ fn tabs_cycle_both_ways() {
     assert_eq!(app.tab, Tab::Lens);
 }
 
+fn sweep_job(job: Option<Job>) -> (u64, u64, ImportanceMethod) {
+    match job {
+        Some(Job::Importance {
+            generation,
+            request,
+            method,
+            ..
+        }) => (generation, request, method),
+        other => panic!("expected a sweep, got {other:?}"),
+    }
+}
+
+fn sweep_done(app: &mut App, generation: u64, request: u64, method: ImportanceMethod) {
+    update(
+        app,
+        Action::Worker(WorkerMsg::ImportanceDone {
+            generation,
+            request,
+            result: Ok(sample::importance(S, method)),
+        }),
+    );
+}
+
 #[test]
 fn the_heads_tab_runs_the_sweep_once_per_generation() {
     let mut app = ready(S);
-    let job = update(&mut app, key('3'));
-    let Some(Job::Importance {
-        generation, method, ..
-    }) = job
-    else {
-        panic!("expected a sweep, got {job:?}");
-    };
+    let (generation, request, method) = sweep_job(update(&mut app, key('3')));
     assert_eq!((generation, method), (1, ImportanceMethod::Ablation));
     for (done, total) in [(5, 20), (10, 20)] {
         update(
             &mut app,
             Action::Worker(WorkerMsg::Progress {
-                generation,
+                request,
                 done,
                 total,
             }),
@@ -316,15 +333,8 @@ fn the_heads_tab_runs_the_sweep_once_per_generation() {
     // Leaving and coming back does not start a second sweep.
     assert_eq!(update(&mut app, key('1')), None);
     assert_eq!(update(&mut app, key('3')), None);
+    sweep_done(&mut app, generation, request, method);
     let imp = sample::importance(S, ImportanceMethod::Ablation);
-    update(
-        &mut app,
-        Action::Worker(WorkerMsg::ImportanceDone {
-            generation,
-            method,
-            result: Ok(imp.clone()),
-        }),
-    );
     assert_eq!(app.current_importance(), Some(&imp));
     assert_eq!(update(&mut app, key('1')), None);
     assert_eq!(update(&mut app, key('3')), None, "already there");
@@ -333,21 +343,17 @@ fn the_heads_tab_runs_the_sweep_once_per_generation() {
     let (g, _) = run_job(update(&mut app, key(' ')));
     assert!(app.current_importance().is_none());
     assert_eq!(app.stale_importance(), Some(&imp));
-    let job = deliver(&mut app, g, S);
-    assert!(matches!(job, Some(Job::Importance { generation, .. }) if generation == g));
+    let (g2, r2, _) = sweep_job(deliver(&mut app, g, S));
+    assert_eq!(g2, g);
+    assert!(r2 > request);
 }
 
 #[test]
 fn esc_cancels_the_sweep_and_s_restarts_it() {
     let mut app = ready(S);
-    let Some(Job::Importance { generation, .. }) = update(&mut app, key('3')) else {
-        panic!("sweep");
-    };
+    let (_, request, _) = sweep_job(update(&mut app, key('3')));
     assert_eq!(update(&mut app, code(KeyCode::Esc)), Some(Job::Cancel));
-    update(
-        &mut app,
-        Action::Worker(WorkerMsg::Cancelled { generation }),
-    );
+    update(&mut app, Action::Worker(WorkerMsg::Cancelled { request }));
     assert_eq!(app.importance, ImportanceState::Cancelled);
     assert_eq!(
         update(&mut app, code(KeyCode::Esc)),
@@ -360,35 +366,48 @@ fn esc_cancels_the_sweep_and_s_restarts_it() {
         None,
         "a cancelled sweep waits for s"
     );
-    assert!(matches!(
-        update(&mut app, key('s')),
-        Some(Job::Importance { .. })
-    ));
+    sweep_job(update(&mut app, key('s')));
+}
+
+#[test]
+fn a_superseded_sweep_does_not_cancel_its_successor() {
+    // '3' starts the ablation sweep, 'i' replaces it by a gradient sweep of the same
+    // generation: the worker cancels the first, and its report must not touch the second.
+    let mut app = ready(S);
+    let (g, first, _) = sweep_job(update(&mut app, key('3')));
+    let (g2, second, method) = sweep_job(update(&mut app, key('i')));
+    assert_eq!((g2, method), (g, ImportanceMethod::Gradient));
+    update(
+        &mut app,
+        Action::Worker(WorkerMsg::Cancelled { request: first }),
+    );
+    assert!(matches!(app.importance, ImportanceState::Running { .. }));
+    // Nor does a late result of the first count as the second's.
+    sweep_done(&mut app, g, first, ImportanceMethod::Ablation);
+    assert!(app.current_importance().is_none());
+    sweep_done(&mut app, g, second, ImportanceMethod::Gradient);
+    assert_eq!(
+        app.current_importance().map(|i| i.method),
+        Some(ImportanceMethod::Gradient)
+    );
+    // 's' while a sweep runs restarts it; the old one's cancellation is ignored.
+    let (_, third, _) = sweep_job(update(&mut app, key('s')));
+    let (_, fourth, _) = sweep_job(update(&mut app, key('s')));
+    update(
+        &mut app,
+        Action::Worker(WorkerMsg::Cancelled { request: third }),
+    );
+    assert!(
+        matches!(app.importance, ImportanceState::Running { request, .. } if request == fourth)
+    );
 }
 
 #[test]
 fn i_switches_the_importance_method() {
     let mut app = ready(S);
     update(&mut app, key('3'));
-    let job = update(&mut app, key('i'));
-    assert!(matches!(
-        job,
-        Some(Job::Importance {
-            method: ImportanceMethod::Gradient,
-            ..
-        })
-    ));
-    // A late result of the ablation sweep is not shown as gradient importance.
-    let generation = app.generation;
-    update(
-        &mut app,
-        Action::Worker(WorkerMsg::ImportanceDone {
-            generation,
-            method: ImportanceMethod::Ablation,
-            result: Ok(sample::importance(S, ImportanceMethod::Ablation)),
-        }),
-    );
-    assert!(app.current_importance().is_none());
+    let (_, _, method) = sweep_job(update(&mut app, key('i')));
+    assert_eq!(method, ImportanceMethod::Gradient);
     // Elsewhere it only switches; the sweep waits for the Heads tab.
     update(&mut app, key('1'));
     assert_eq!(update(&mut app, key('i')), None);

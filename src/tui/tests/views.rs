@@ -85,6 +85,7 @@ fn snapshot_prompt_line_and_sweep_progress() {
     let mut app = on_tab('3');
     app.importance = ImportanceState::Running {
         generation: app.generation,
+        request: 1,
         method: ImportanceMethod::Ablation,
         done: 7,
         total: 20,
