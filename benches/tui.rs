@@ -184,6 +184,33 @@ fn toggles(name: &str, dir: PathBuf, prompt: String, layers: usize, heads: usize
     println!(
         "{name}: first run (baseline) {first:.0} ms; head toggle -> result: median {med:.1} ms, max {max:.1} ms (worker {wmed:.1} ms) over 12 toggles"
     );
+    // A toggle while the sweep that follows every result on the Heads tab still runs: the
+    // sweep stops at its next layer boundary, then the run starts.
+    let mut during = Vec::new();
+    for delay_ms in [0u64, 50, 100, 150, 200, 300] {
+        generation += 1;
+        live.worker.submit(Job::Importance {
+            generation,
+            request: generation,
+            params: params.clone(),
+            method: ImportanceMethod::Ablation,
+        });
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let head = (0, (delay_ms as usize / 50) % heads);
+        if !params.interventions.ablated_heads.remove(&head) {
+            params.interventions.ablated_heads.insert(head);
+        }
+        generation += 1;
+        let (ms, _) = live.time(Job::Run {
+            generation,
+            params: params.clone(),
+        });
+        during.push(ms);
+    }
+    let (med, _, max) = stats(during);
+    println!(
+        "{name}: head toggle -> result while a sweep runs: median {med:.1} ms, max {max:.1} ms (toggles 0-300 ms into the sweep)"
+    );
     params.interventions = Interventions::default();
     for method in [ImportanceMethod::Ablation, ImportanceMethod::Gradient] {
         generation += 1;

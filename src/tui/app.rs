@@ -120,6 +120,9 @@ pub struct App {
     pub status: Option<Status>,
     /// Ticks while something runs (spinner frames).
     pub ticks: u64,
+    /// The tick at which the Heads tab's sweep starts after a new result: toggles in quick
+    /// succession then do not each wait for a sweep to stop.
+    pub sweep_at: Option<u64>,
     /// Terminal size, for mouse hit-testing.
     pub size: (u16, u16),
     pub should_quit: bool,
@@ -148,6 +151,7 @@ impl App {
             overlay: Overlay::None,
             status: None,
             ticks: 0,
+            sweep_at: None,
             size,
             should_quit: false,
             fatal: None,
@@ -166,6 +170,7 @@ impl App {
     pub fn busy(&self) -> bool {
         self.model.is_none() && self.fatal.is_none()
             || self.running
+            || self.sweep_at.is_some()
             || matches!(self.importance, ImportanceState::Running { .. })
     }
 

@@ -363,6 +363,8 @@ pub fn compute_importance(
     check(cancel)?;
     let (heads, layers) = match method {
         ImportanceMethod::Ablation => {
+            let (l, h) = (model.info.layers, model.info.heads);
+            progress(0, l * h + l);
             let mut ctl = SweepControl {
                 progress,
                 cancel: Some(cancel),

@@ -79,6 +79,9 @@ pub fn main(args: &TuiArgs) -> Result<()> {
     run(source, device, dtype, params, soft)
 }
 
+/// The spinner's frame time, and the unit of [`update::SWEEP_DELAY_TICKS`].
+const TICK: Duration = Duration::from_millis(100);
+
 /// What the loop waits for.
 enum Ev {
     Input(Event, Instant),
@@ -159,10 +162,11 @@ fn run(
     // When each generation's job was asked for, and by which input.
     let mut asked: Option<(u64, Instant)> = None;
 
+    let mut last_tick = Instant::now();
     guard.terminal.draw(|f| view::render(&app, f))?;
     loop {
         let timeout = if app.busy() {
-            Duration::from_millis(100)
+            TICK.saturating_sub(last_tick.elapsed())
         } else {
             Duration::from_millis(1000)
         };
@@ -204,8 +208,12 @@ fn run(
                 worker.submit(job);
             }
         }
-        if busy_before || app.busy() {
-            update::update(&mut app, Action::Tick);
+        // Ticks every 100 ms while something is under way (spinner, delayed sweep).
+        if (busy_before || app.busy()) && last_tick.elapsed() >= TICK {
+            last_tick = Instant::now();
+            if let Some(job) = update::update(&mut app, Action::Tick) {
+                worker.submit(job);
+            }
         }
         if app.should_quit {
             break;

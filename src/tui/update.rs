@@ -15,6 +15,9 @@ use crate::thought::{ThoughtCount, ThoughtMode};
 /// The most thoughts `+` goes to.
 pub const MAX_THOUGHTS: usize = 64;
 
+/// Ticks (100 ms each) between a new result on the Heads tab and the start of its sweep.
+pub const SWEEP_DELAY_TICKS: u64 = 4;
+
 pub fn update(app: &mut App, action: Action) -> Option<Job> {
     match action {
         Action::Key(ev) => {
@@ -61,7 +64,13 @@ pub fn update(app: &mut App, action: Action) -> Option<Job> {
         }
         Action::Tick => {
             app.ticks = app.ticks.wrapping_add(1);
-            None
+            match app.sweep_at {
+                Some(at) if app.ticks >= at => {
+                    app.sweep_at = None;
+                    want_importance(app, false)
+                }
+                _ => None,
+            }
         }
         Action::Worker(msg) => worker(app, msg),
     }
@@ -79,6 +88,7 @@ fn new_run(app: &mut App) -> Option<Job> {
     app.model.as_ref()?;
     app.generation += 1;
     app.running = true;
+    app.sweep_at = None;
     app.importance = ImportanceState::Idle;
     app.status = None;
     Some(Job::Run {
@@ -98,6 +108,7 @@ fn want_importance(app: &mut App, force: bool) -> Option<Job> {
     if !force && (!idle || app.current_importance().is_some()) {
         return None;
     }
+    app.sweep_at = None;
     app.importance_requests += 1;
     app.importance = ImportanceState::Running {
         generation: app.generation,
@@ -463,7 +474,10 @@ fn worker(app: &mut App, msg: WorkerMsg) -> Option<Job> {
                     };
                     app.run = Some(*view);
                     clamp_layer(app);
-                    want_importance(app, false)
+                    if app.tab == Tab::Heads {
+                        app.sweep_at = Some(app.ticks + SWEEP_DELAY_TICKS);
+                    }
+                    None
                 }
                 Err(e) => {
                     set_status(app, e, true);

@@ -343,9 +343,53 @@ fn the_heads_tab_runs_the_sweep_once_per_generation() {
     let (g, _) = run_job(update(&mut app, key(' ')));
     assert!(app.current_importance().is_none());
     assert_eq!(app.stale_importance(), Some(&imp));
-    let (g2, r2, _) = sweep_job(deliver(&mut app, g, S));
+    assert_eq!(deliver(&mut app, g, S), None, "the sweep waits a moment");
+    assert!(app.busy());
+    for _ in 1..crate::tui::update::SWEEP_DELAY_TICKS {
+        assert_eq!(update(&mut app, Action::Tick), None);
+    }
+    let (g2, r2, _) = sweep_job(update(&mut app, Action::Tick));
     assert_eq!(g2, g);
     assert!(r2 > request);
+}
+
+#[test]
+fn quick_toggles_do_not_start_sweeps_in_between() {
+    let mut app = ready(S);
+    app.importance = ImportanceState::Cancelled;
+    update(&mut app, key('3'));
+    let (g, _) = run_job(update(&mut app, key(' ')));
+    deliver(&mut app, g, S);
+    assert_eq!(update(&mut app, Action::Tick), None);
+    // The next toggle comes before the sweep started: no sweep is asked for in between.
+    let (g, _) = run_job(update(&mut app, key(' ')));
+    assert_eq!(app.sweep_at, None);
+    for _ in 0..10 {
+        assert_eq!(
+            update(&mut app, Action::Tick),
+            None,
+            "nothing while running"
+        );
+    }
+    deliver(&mut app, g, S);
+    let jobs: Vec<Job> = (0..10)
+        .filter_map(|_| update(&mut app, Action::Tick))
+        .collect();
+    assert_eq!(jobs.len(), 1, "one sweep once things are quiet");
+    let (g, request, method) = sweep_job(jobs.into_iter().next());
+    sweep_done(&mut app, g, request, method);
+    // Arriving on the tab starts it at once.
+    update(&mut app, key('1'));
+    let (g, _) = run_job(update(
+        &mut app,
+        Action::Cmd(crate::tui::keymap::Command::ToggleHead),
+    ));
+    assert_eq!(deliver(&mut app, g, S), None);
+    assert_eq!(
+        app.sweep_at, None,
+        "no sweep for a tab that does not show it"
+    );
+    sweep_job(update(&mut app, key('3')));
 }
 
 #[test]
