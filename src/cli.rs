@@ -31,11 +31,16 @@ pub fn bundled_model_path() -> PathBuf {
     name = "coconut-lens",
     version,
     about = "Look inside language models that reason in continuous thought (Coconut)",
-    allow_negative_numbers = true
+    long_about = "Look inside language models that reason in continuous thought (Coconut).\n\nWith no subcommand, opens the interactive explorer (TUI) on the bundled model and its demo prompt, or on --model and --prompt.",
+    allow_negative_numbers = true,
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// The interactive explorer's options (no subcommand).
+    #[command(flatten)]
+    pub tui: TuiArgs,
 }
 
 // Parsed once per run: boxing the larger variants would only add noise.
@@ -133,6 +138,27 @@ pub struct AnalyzeArgs {
     pub save_session: Option<PathBuf>,
 }
 
+/// Options of the interactive explorer, `coconut-lens [OPTIONS]`.
+#[derive(Args, Debug)]
+pub struct TuiArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The question (default: the model folder's demo prompt, from coconut-lens.json).
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// Read the prompt from a file.
+    #[arg(long, value_name = "FILE", conflicts_with = "prompt")]
+    pub prompt_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Tokens per cell in the logit lens.
+    #[arg(long, default_value_t = 5)]
+    pub top_k: usize,
+    /// Prompt tokens shown as steps before the thoughts.
+    #[arg(long, default_value_t = 3)]
+    pub context_tokens: usize,
+}
+
 impl ModelArgs {
     pub fn source(&self) -> Result<ModelSource> {
         match &self.model {
@@ -228,7 +254,20 @@ pub fn default_thoughts(source: &ModelSource) -> usize {
         .map_or(6, |n| n as usize)
 }
 
-fn read_prompt(prompt: &Option<String>, file: &Option<PathBuf>) -> Result<String> {
+/// The demo prompt of a model folder (`coconut-lens.json`, field `demo_prompt`).
+pub fn demo_prompt(source: &ModelSource) -> Option<String> {
+    let ModelSource::Local(dir) = source else {
+        return None;
+    };
+    let text = std::fs::read_to_string(dir.join("coconut-lens.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v.get("demo_prompt")?
+        .as_str()
+        .filter(|s| !s.trim().is_empty())
+        .map(str::to_string)
+}
+
+pub(crate) fn read_prompt(prompt: &Option<String>, file: &Option<PathBuf>) -> Result<String> {
     match (prompt, file) {
         (Some(p), _) => Ok(p.clone()),
         (None, Some(f)) => std::fs::read_to_string(f)

@@ -4,7 +4,7 @@
 //! Layers, bottom up: [`model`] (loading and an instrumented forward pass), [`thought`] (the
 //! continuous-thought runner), [`analysis`] (logit lens, angular distances, head importance),
 //! [`data`] (the ProsQA-style generator and the word-level tokenizer), and the front ends
-//! ([`cli`]). None of the engine layers knows about the terminal.
+//! ([`cli`], [`tui`]). None of the engine layers knows about the terminal.
 
 pub mod analysis;
 pub mod cli;
@@ -16,3 +16,4 @@ pub mod session;
 pub mod synthetic;
 pub mod thought;
 pub mod train;
+pub mod tui;

@@ -27,11 +27,7 @@ fn main() -> ExitCode {
         Some(Command::Train(args)) => coconut_lens::train::cli::run(args),
         Some(Command::Eval(args)) => coconut_lens::eval::cli::run(args),
         Some(Command::Export(args)) => coconut_lens::session::cli::run(args),
-        None => {
-            use clap::CommandFactory;
-            let _ = Cli::command().print_help();
-            Ok(())
-        }
+        None => coconut_lens::tui::main(&cli.tui),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,225 @@
+//! The application state. Changed only by [`super::update::update`]; read by the views.
+
+use ratatui::crossterm::event::{KeyEvent, MouseEvent};
+use tui_input::Input;
+
+use super::data::{Importance, ModelSummary, RunParams, RunView, StepKind, WorkerMsg};
+use super::keymap::{Command, Context};
+use crate::analysis::importance::ImportanceMethod;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tab {
+    Lens,
+    Layers,
+    Heads,
+    Attention,
+    Compare,
+}
+
+impl Tab {
+    pub const ALL: [Tab; 5] = [
+        Tab::Lens,
+        Tab::Layers,
+        Tab::Heads,
+        Tab::Attention,
+        Tab::Compare,
+    ];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Tab::Lens => "Lens",
+            Tab::Layers => "Layers",
+            Tab::Heads => "Heads",
+            Tab::Attention => "Attention",
+            Tab::Compare => "Compare",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        Tab::ALL.iter().position(|&t| t == self).expect("listed")
+    }
+}
+
+/// Everything the user or the machinery can do to the state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// A key press, read through the key table.
+    Key(KeyEvent),
+    Mouse(MouseEvent),
+    /// A command directly (tests, mouse).
+    Cmd(Command),
+    Resize(u16, u16),
+    /// Time passes (spinner).
+    Tick,
+    /// Text pasted into the terminal.
+    Paste(String),
+    Worker(WorkerMsg),
+}
+
+/// Which overlay has the keyboard.
+#[derive(Debug, Clone, Default)]
+pub enum Overlay {
+    #[default]
+    None,
+    Help,
+    /// Editing the prompt.
+    Input(Input),
+}
+
+/// Head importance for the current generation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ImportanceState {
+    /// Not asked for yet (or made stale by a new run).
+    Idle,
+    Running {
+        generation: u64,
+        request: u64,
+        method: ImportanceMethod,
+        done: usize,
+        total: usize,
+    },
+    Cancelled,
+    Failed(String),
+}
+
+/// A line in the status bar.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Status {
+    pub text: String,
+    pub error: bool,
+}
+
+pub struct App {
+    /// What is being loaded, until the worker reports the model.
+    pub source: String,
+    pub model: Option<ModelSummary>,
+    /// The settings the user asked for; a run of them is shown or under way.
+    pub params: RunParams,
+    /// Bumped by every change of `params`; results of older generations are dropped.
+    pub generation: u64,
+    /// Whether a run of the current generation is under way.
+    pub running: bool,
+    /// The last good result.
+    pub run: Option<RunView>,
+    pub importance: ImportanceState,
+    /// The last good importance, with the generation it belongs to.
+    pub importance_result: Option<(u64, Importance)>,
+    pub importance_method: ImportanceMethod,
+    /// The number of the last sweep asked for.
+    pub importance_requests: u64,
+    /// Soft Thinking's (top-k, top-p), used when `m` reaches soft mode.
+    pub soft: (usize, f32),
+    pub tab: Tab,
+    /// Selected step (column) in the run.
+    pub step: usize,
+    /// Selected layer row in the Lens and Layers tabs (0..=L).
+    pub layer: usize,
+    /// The head cursor `(layer, head)`.
+    pub head: (usize, usize),
+    pub overlay: Overlay,
+    pub status: Option<Status>,
+    /// Ticks while something runs (spinner frames).
+    pub ticks: u64,
+    /// The tick at which the Heads tab's sweep starts after a new result: toggles in quick
+    /// succession then do not each wait for a sweep to stop.
+    pub sweep_at: Option<u64>,
+    /// Terminal size, for mouse hit-testing.
+    pub size: (u16, u16),
+    pub should_quit: bool,
+    /// Set when the model failed to load: the runtime leaves and prints it.
+    pub fatal: Option<String>,
+}
+
+impl App {
+    pub fn new(source: String, params: RunParams, size: (u16, u16)) -> Self {
+        App {
+            source,
+            model: None,
+            params,
+            generation: 0,
+            running: false,
+            run: None,
+            importance: ImportanceState::Idle,
+            importance_result: None,
+            importance_method: ImportanceMethod::Ablation,
+            importance_requests: 0,
+            soft: (5, 0.95),
+            tab: Tab::Lens,
+            step: 0,
+            layer: 0,
+            head: (0, 0),
+            overlay: Overlay::None,
+            status: None,
+            ticks: 0,
+            sweep_at: None,
+            size,
+            should_quit: false,
+            fatal: None,
+        }
+    }
+
+    pub fn context(&self) -> Context {
+        match self.overlay {
+            Overlay::None => Context::Main(self.tab),
+            Overlay::Help => Context::Help,
+            Overlay::Input(_) => Context::Input,
+        }
+    }
+
+    /// Whether the worker has something of ours under way.
+    pub fn busy(&self) -> bool {
+        self.model.is_none() && self.fatal.is_none()
+            || self.running
+            || self.sweep_at.is_some()
+            || matches!(self.importance, ImportanceState::Running { .. })
+    }
+
+    /// The importance to show: the current generation's if there is one.
+    pub fn current_importance(&self) -> Option<&Importance> {
+        self.importance_result
+            .as_ref()
+            .filter(|(g, i)| *g == self.generation && i.method == self.importance_method)
+            .map(|(_, i)| i)
+    }
+
+    /// Importance of an older generation or method, shown dimmed while the new one computes.
+    pub fn stale_importance(&self) -> Option<&Importance> {
+        self.importance_result.as_ref().map(|(_, i)| i)
+    }
+
+    pub fn layers(&self) -> usize {
+        self.model.as_ref().map_or(0, |m| m.layers)
+    }
+
+    pub fn heads(&self) -> usize {
+        self.model.as_ref().map_or(0, |m| m.heads)
+    }
+
+    /// The selected step of the shown run.
+    pub fn selected_step(&self) -> Option<&super::data::Step> {
+        self.run.as_ref().and_then(|r| r.steps.get(self.step))
+    }
+
+    /// Indices of the steps that are thoughts or answer tokens (the Attention tab's rows).
+    pub fn query_steps(&self) -> Vec<usize> {
+        self.run.as_ref().map_or(vec![], |r| {
+            r.steps
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.kind != StepKind::Prompt)
+                .map(|(i, _)| i)
+                .collect()
+        })
+    }
+
+    pub fn is_head_ablated(&self, layer: usize, head: usize) -> bool {
+        self.params
+            .interventions
+            .ablated_heads
+            .contains(&(layer, head))
+    }
+
+    pub fn is_layer_skipped(&self, layer: usize) -> bool {
+        self.params.interventions.skipped_layers.contains(&layer)
+    }
+}

@@ -1,0 +1,594 @@
+//! Pure state-update tests: keys in, state and jobs out.
+
+use ratatui::crossterm::event::{
+    KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
+};
+
+use super::*;
+use crate::analysis::importance::ImportanceMethod;
+use crate::model::Interventions;
+use crate::thought::{ThoughtCount, ThoughtMode};
+use crate::tui::app::{ImportanceState, Overlay, Tab};
+use crate::tui::data::StepKind;
+use crate::tui::sample;
+
+const S: SampleShape = SampleShape::SMALL;
+
+fn run_job(job: Option<Job>) -> (u64, crate::tui::data::RunParams) {
+    match job {
+        Some(Job::Run { generation, params }) => (generation, params),
+        other => panic!("expected a run job, got {other:?}"),
+    }
+}
+
+#[test]
+fn loading_asks_for_the_first_run_and_selects_the_first_thought() {
+    let mut app = App::new("m".into(), sample::params(S), (120, 40));
+    assert!(app.busy());
+    let (g, params) = run_job(update(
+        &mut app,
+        Action::Worker(WorkerMsg::Loaded(sample::model_summary(S))),
+    ));
+    assert_eq!(g, 1);
+    assert_eq!(params, sample::params(S));
+    assert!(app.running);
+    assert!(deliver(&mut app, g, S).is_none());
+    assert!(!app.running && !app.busy());
+    assert_eq!(app.selected_step().unwrap().kind, StepKind::Thought(1));
+    assert_eq!(app.layer, S.layers, "the output row");
+}
+
+#[test]
+fn a_load_error_quits_with_the_message() {
+    let mut app = App::new("m".into(), sample::params(S), (120, 40));
+    update(
+        &mut app,
+        Action::Worker(WorkerMsg::LoadFailed("no such folder".into())),
+    );
+    assert!(app.should_quit);
+    assert_eq!(app.fatal.as_deref(), Some("no such folder"));
+}
+
+#[test]
+fn toggling_heads_and_layers_recomputes() {
+    let mut app = ready(S);
+    assert_eq!(
+        update(&mut app, key(' ')),
+        None,
+        "Space does nothing on the Lens tab"
+    );
+    update(&mut app, key('3'));
+    update(&mut app, code(KeyCode::Down));
+    update(&mut app, code(KeyCode::Right));
+    update(&mut app, code(KeyCode::Right));
+    assert_eq!(app.head, (1, 2));
+    let (g, p) = run_job(update(&mut app, key(' ')));
+    assert_eq!(g, 2);
+    assert!(p.interventions.ablated_heads.contains(&(1, 2)));
+    assert!(app.is_head_ablated(1, 2));
+    let (g, p) = run_job(update(&mut app, key('L')));
+    assert_eq!(g, 3);
+    assert!(p.interventions.skipped_layers.contains(&1));
+    let (_, p) = run_job(update(&mut app, key(' ')));
+    assert!(
+        p.interventions.ablated_heads.is_empty(),
+        "Space again restores the head"
+    );
+    assert!(p.interventions.skipped_layers.contains(&1));
+}
+
+#[test]
+fn stale_results_are_dropped() {
+    let mut app = ready(S);
+    update(&mut app, key('3'));
+    let (g1, _) = run_job(update(&mut app, key(' ')));
+    run_job(update(&mut app, key('L')));
+    let (g3, _) = run_job(update(&mut app, key(' ')));
+    assert!(g1 < g3);
+    // The result of the first toggle arrives after the second: dropped.
+    let before = app.run.clone();
+    let stale = sample::run_view(
+        S,
+        Interventions {
+            ablated_heads: [(0, 0)].into(),
+            ..Default::default()
+        },
+    );
+    update(
+        &mut app,
+        Action::Worker(WorkerMsg::RunDone {
+            generation: g1,
+            result: Ok(Box::new(stale)),
+        }),
+    );
+    assert_eq!(app.run, before);
+    assert!(app.running, "still waiting for the latest");
+    deliver(&mut app, g3, S);
+    assert!(!app.running);
+    assert_eq!(
+        app.run.as_ref().unwrap().params.interventions,
+        app.params.interventions
+    );
+}
+
+#[test]
+fn errors_keep_the_last_good_result() {
+    let mut app = ready(S);
+    let good = app.run.clone();
+    let (g, _) = run_job(update(&mut app, key('+')));
+    update(
+        &mut app,
+        Action::Worker(WorkerMsg::RunDone {
+            generation: g,
+            result: Err("the input needs 600 positions".into()),
+        }),
+    );
+    assert_eq!(app.run, good);
+    let status = app.status.clone().unwrap();
+    assert!(status.error && status.text.contains("600 positions"));
+    // The next change clears the error.
+    update(&mut app, key('-'));
+    assert!(app.status.is_none());
+}
+
+#[test]
+fn reset_restores_the_baseline_settings() {
+    let mut app = ready(S);
+    assert_eq!(update(&mut app, key('r')), None);
+    assert!(
+        app.status
+            .as_ref()
+            .unwrap()
+            .text
+            .contains("nothing to reset")
+    );
+    update(&mut app, key('3'));
+    update(&mut app, key(' '));
+    update(&mut app, key('L'));
+    let (_, p) = run_job(update(&mut app, key('r')));
+    assert!(p.interventions.is_empty());
+    assert_eq!(p, sample::params(S));
+}
+
+#[test]
+fn thoughts_and_modes() {
+    let mut app = ready(S);
+    let (_, p) = run_job(update(&mut app, key('+')));
+    assert_eq!(p.thoughts, ThoughtCount::Fixed { n: 4 });
+    let (_, p) = run_job(update(&mut app, key('=')));
+    assert_eq!(p.thoughts, ThoughtCount::Fixed { n: 5 });
+    app.params.thoughts = ThoughtCount::Fixed { n: 0 };
+    assert_eq!(update(&mut app, key('-')), None, "no fewer than 0");
+    // Auto becomes a fixed count next to what ran.
+    app.params.thoughts = ThoughtCount::Auto {
+        entropy_stop: 1.0,
+        max: 16,
+    };
+    let (_, p) = run_job(update(&mut app, key('+')));
+    assert_eq!(p.thoughts, ThoughtCount::Fixed { n: S.thoughts + 1 });
+
+    let modes: Vec<&str> = (0..4)
+        .map(|_| run_job(update(&mut app, key('m'))).1.mode.name())
+        .collect();
+    assert_eq!(modes, ["soft", "token", "pause", "coconut"]);
+    app.model.as_mut().unwrap().coconut_tokens = false;
+    app.params.mode = ThoughtMode::Token;
+    let (_, p) = run_job(update(&mut app, key('m')));
+    assert_eq!(
+        p.mode,
+        ThoughtMode::Coconut,
+        "no pause mode without <|latent|>"
+    );
+}
+
+#[test]
+fn the_prompt_line_edits_and_submits() {
+    let mut app = ready(S);
+    update(&mut app, key('p'));
+    assert!(matches!(app.overlay, Overlay::Input(_)));
+    // Keys type into the line instead of acting: q does not quit.
+    update(
+        &mut app,
+        Action::Key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL)),
+    );
+    for c in "Is Tom a cat?".chars() {
+        assert_eq!(update(&mut app, key(c)), None);
+    }
+    update(&mut app, key('q'));
+    assert!(!app.should_quit);
+    update(&mut app, code(KeyCode::Backspace));
+    let (_, p) = run_job(update(&mut app, code(KeyCode::Enter)));
+    assert_eq!(p.prompt, "Is Tom a cat?");
+    assert!(matches!(app.overlay, Overlay::None));
+
+    // Esc leaves it unchanged; an empty line is refused.
+    update(&mut app, key('p'));
+    update(&mut app, key('x'));
+    assert_eq!(update(&mut app, code(KeyCode::Esc)), None);
+    assert_eq!(app.params.prompt, "Is Tom a cat?");
+    update(&mut app, key('p'));
+    update(
+        &mut app,
+        Action::Key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL)),
+    );
+    assert_eq!(update(&mut app, code(KeyCode::Enter)), None);
+    assert!(app.status.as_ref().unwrap().error);
+    // Pasted text goes into the line, newlines as spaces.
+    update(&mut app, key('p'));
+    update(
+        &mut app,
+        Action::Key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL)),
+    );
+    update(&mut app, Action::Paste("a\nb".into()));
+    let (_, p) = run_job(update(&mut app, code(KeyCode::Enter)));
+    assert_eq!(p.prompt, "a b");
+}
+
+#[test]
+fn quitting() {
+    let mut app = ready(S);
+    update(&mut app, key('q'));
+    assert!(app.should_quit);
+    let mut app = ready(S);
+    update(&mut app, key('p'));
+    update(
+        &mut app,
+        Action::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)),
+    );
+    assert!(app.should_quit, "Ctrl-C quits even while editing");
+}
+
+#[test]
+fn help_takes_the_keyboard_until_closed() {
+    let mut app = ready(S);
+    update(&mut app, key('?'));
+    assert!(matches!(app.overlay, Overlay::Help));
+    assert_eq!(update(&mut app, key('+')), None);
+    update(&mut app, key('2'));
+    assert_eq!(app.tab, Tab::Lens);
+    update(&mut app, code(KeyCode::Esc));
+    assert!(matches!(app.overlay, Overlay::None));
+    update(&mut app, key('?'));
+    update(&mut app, key('q'));
+    assert!(!app.should_quit && matches!(app.overlay, Overlay::None));
+}
+
+#[test]
+fn tabs_cycle_both_ways() {
+    let mut app = ready(S);
+    let mut seen = vec![];
+    for _ in 0..5 {
+        update(&mut app, code(KeyCode::Tab));
+        seen.push(app.tab);
+        if app.tab == Tab::Heads {
+            // Finish the sweep the Heads tab asked for.
+            app.importance = ImportanceState::Idle;
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            Tab::Layers,
+            Tab::Heads,
+            Tab::Attention,
+            Tab::Compare,
+            Tab::Lens
+        ]
+    );
+    update(
+        &mut app,
+        Action::Key(KeyEvent::new(KeyCode::BackTab, KeyModifiers::SHIFT)),
+    );
+    assert_eq!(app.tab, Tab::Compare);
+    update(&mut app, key('1'));
+    assert_eq!(app.tab, Tab::Lens);
+}
+
+fn sweep_job(job: Option<Job>) -> (u64, u64, ImportanceMethod) {
+    match job {
+        Some(Job::Importance {
+            generation,
+            request,
+            method,
+            ..
+        }) => (generation, request, method),
+        other => panic!("expected a sweep, got {other:?}"),
+    }
+}
+
+fn sweep_done(app: &mut App, generation: u64, request: u64, method: ImportanceMethod) {
+    update(
+        app,
+        Action::Worker(WorkerMsg::ImportanceDone {
+            generation,
+            request,
+            result: Ok(sample::importance(S, method)),
+        }),
+    );
+}
+
+#[test]
+fn the_heads_tab_runs_the_sweep_once_per_generation() {
+    let mut app = ready(S);
+    let (generation, request, method) = sweep_job(update(&mut app, key('3')));
+    assert_eq!((generation, method), (1, ImportanceMethod::Ablation));
+    for (done, total) in [(5, 20), (10, 20)] {
+        update(
+            &mut app,
+            Action::Worker(WorkerMsg::Progress {
+                request,
+                done,
+                total,
+            }),
+        );
+    }
+    assert!(matches!(
+        app.importance,
+        ImportanceState::Running {
+            done: 10,
+            total: 20,
+            ..
+        }
+    ));
+    // Leaving and coming back does not start a second sweep.
+    assert_eq!(update(&mut app, key('1')), None);
+    assert_eq!(update(&mut app, key('3')), None);
+    sweep_done(&mut app, generation, request, method);
+    let imp = sample::importance(S, ImportanceMethod::Ablation);
+    assert_eq!(app.current_importance(), Some(&imp));
+    assert_eq!(update(&mut app, key('1')), None);
+    assert_eq!(update(&mut app, key('3')), None, "already there");
+
+    // A toggle makes it stale; the new run's result asks for a new sweep.
+    let (g, _) = run_job(update(&mut app, key(' ')));
+    assert!(app.current_importance().is_none());
+    assert_eq!(app.stale_importance(), Some(&imp));
+    assert_eq!(deliver(&mut app, g, S), None, "the sweep waits a moment");
+    assert!(app.busy());
+    for _ in 1..crate::tui::update::SWEEP_DELAY_TICKS {
+        assert_eq!(update(&mut app, Action::Tick), None);
+    }
+    let (g2, r2, _) = sweep_job(update(&mut app, Action::Tick));
+    assert_eq!(g2, g);
+    assert!(r2 > request);
+}
+
+#[test]
+fn quick_toggles_do_not_start_sweeps_in_between() {
+    let mut app = ready(S);
+    app.importance = ImportanceState::Cancelled;
+    update(&mut app, key('3'));
+    let (g, _) = run_job(update(&mut app, key(' ')));
+    deliver(&mut app, g, S);
+    assert_eq!(update(&mut app, Action::Tick), None);
+    // The next toggle comes before the sweep started: no sweep is asked for in between.
+    let (g, _) = run_job(update(&mut app, key(' ')));
+    assert_eq!(app.sweep_at, None);
+    for _ in 0..10 {
+        assert_eq!(
+            update(&mut app, Action::Tick),
+            None,
+            "nothing while running"
+        );
+    }
+    deliver(&mut app, g, S);
+    let jobs: Vec<Job> = (0..10)
+        .filter_map(|_| update(&mut app, Action::Tick))
+        .collect();
+    assert_eq!(jobs.len(), 1, "one sweep once things are quiet");
+    let (g, request, method) = sweep_job(jobs.into_iter().next());
+    sweep_done(&mut app, g, request, method);
+    // Arriving on the tab starts it at once.
+    update(&mut app, key('1'));
+    let (g, _) = run_job(update(
+        &mut app,
+        Action::Cmd(crate::tui::keymap::Command::ToggleHead),
+    ));
+    assert_eq!(deliver(&mut app, g, S), None);
+    assert_eq!(
+        app.sweep_at, None,
+        "no sweep for a tab that does not show it"
+    );
+    sweep_job(update(&mut app, key('3')));
+}
+
+#[test]
+fn esc_cancels_the_sweep_and_s_restarts_it() {
+    let mut app = ready(S);
+    let (_, request, _) = sweep_job(update(&mut app, key('3')));
+    assert_eq!(update(&mut app, code(KeyCode::Esc)), Some(Job::Cancel));
+    update(&mut app, Action::Worker(WorkerMsg::Cancelled { request }));
+    assert_eq!(app.importance, ImportanceState::Cancelled);
+    assert_eq!(
+        update(&mut app, code(KeyCode::Esc)),
+        None,
+        "nothing left to cancel"
+    );
+    assert_eq!(update(&mut app, key('1')), None);
+    assert_eq!(
+        update(&mut app, key('3')),
+        None,
+        "a cancelled sweep waits for s"
+    );
+    sweep_job(update(&mut app, key('s')));
+}
+
+#[test]
+fn a_superseded_sweep_does_not_cancel_its_successor() {
+    // '3' starts the ablation sweep, 'i' replaces it by a gradient sweep of the same
+    // generation: the worker cancels the first, and its report must not touch the second.
+    let mut app = ready(S);
+    let (g, first, _) = sweep_job(update(&mut app, key('3')));
+    let (g2, second, method) = sweep_job(update(&mut app, key('i')));
+    assert_eq!((g2, method), (g, ImportanceMethod::Gradient));
+    update(
+        &mut app,
+        Action::Worker(WorkerMsg::Cancelled { request: first }),
+    );
+    assert!(matches!(app.importance, ImportanceState::Running { .. }));
+    // Nor does a late result of the first count as the second's.
+    sweep_done(&mut app, g, first, ImportanceMethod::Ablation);
+    assert!(app.current_importance().is_none());
+    sweep_done(&mut app, g, second, ImportanceMethod::Gradient);
+    assert_eq!(
+        app.current_importance().map(|i| i.method),
+        Some(ImportanceMethod::Gradient)
+    );
+    // 's' while a sweep runs restarts it; the old one's cancellation is ignored.
+    let (_, third, _) = sweep_job(update(&mut app, key('s')));
+    let (_, fourth, _) = sweep_job(update(&mut app, key('s')));
+    update(
+        &mut app,
+        Action::Worker(WorkerMsg::Cancelled { request: third }),
+    );
+    assert!(
+        matches!(app.importance, ImportanceState::Running { request, .. } if request == fourth)
+    );
+}
+
+#[test]
+fn i_switches_the_importance_method() {
+    let mut app = ready(S);
+    update(&mut app, key('3'));
+    let (_, _, method) = sweep_job(update(&mut app, key('i')));
+    assert_eq!(method, ImportanceMethod::Gradient);
+    // Elsewhere it only switches; the sweep waits for the Heads tab.
+    update(&mut app, key('1'));
+    assert_eq!(update(&mut app, key('i')), None);
+    assert_eq!(app.importance_method, ImportanceMethod::Ablation);
+}
+
+#[test]
+fn cursors_stay_in_range() {
+    let mut app = ready(S);
+    let n = app.run.as_ref().unwrap().steps.len();
+    update(&mut app, key('G'));
+    assert_eq!(app.step, n - 1);
+    update(&mut app, key('l'));
+    assert_eq!(app.step, n - 1);
+    update(&mut app, key('g'));
+    assert_eq!(app.step, 0);
+    update(&mut app, key('h'));
+    assert_eq!(app.step, 0);
+    for _ in 0..10 {
+        update(&mut app, key('j'));
+    }
+    assert_eq!(app.layer, S.layers);
+    for _ in 0..10 {
+        update(&mut app, key('k'));
+    }
+    assert_eq!(app.layer, 0);
+    // The Layers tab's rows are blocks: the cursor stays on x^1..x^L.
+    update(&mut app, key('2'));
+    assert_eq!(app.layer, 1);
+    update(&mut app, key('k'));
+    assert_eq!(app.layer, 1);
+    // Heads: a grid.
+    update(&mut app, key('3'));
+    for _ in 0..10 {
+        update(&mut app, key('l'));
+        update(&mut app, key('j'));
+    }
+    assert_eq!(app.head, (S.layers - 1, S.heads - 1));
+    update(&mut app, key('g'));
+    assert_eq!(app.head.0, 0);
+    // Attention: ↑↓ walk the heads layer by layer, ←→ the thoughts and answer steps.
+    update(&mut app, key('4'));
+    update(&mut app, key('k'));
+    assert_eq!(app.head, (0, S.heads - 2));
+    app.head = (0, S.heads - 1);
+    update(&mut app, key('j'));
+    assert_eq!(app.head, (1, 0));
+    update(&mut app, key('g'));
+    assert_eq!(app.selected_step().unwrap().kind, StepKind::Thought(1));
+    update(&mut app, key('h'));
+    assert_eq!(app.selected_step().unwrap().kind, StepKind::Thought(1));
+}
+
+#[test]
+fn the_selection_follows_its_thought_across_runs() {
+    let mut app = ready(S);
+    update(&mut app, key('l'));
+    assert_eq!(app.selected_step().unwrap().kind, StepKind::Thought(2));
+    let (g, _) = run_job(update(&mut app, key('+')));
+    let bigger = SampleShape { thoughts: 4, ..S };
+    deliver(&mut app, g, bigger);
+    assert_eq!(app.selected_step().unwrap().kind, StepKind::Thought(2));
+    // Fewer thoughts than the selected one: the last thought.
+    update(&mut app, key('G'));
+    update(&mut app, key('g'));
+    app.step = app
+        .run
+        .as_ref()
+        .unwrap()
+        .steps
+        .iter()
+        .position(|s| s.kind == StepKind::Thought(4))
+        .unwrap();
+    let (g, _) = run_job(update(&mut app, key('-')));
+    deliver(&mut app, g, S);
+    assert_eq!(app.selected_step().unwrap().kind, StepKind::Thought(3));
+}
+
+fn click(x: u16, y: u16) -> Action {
+    Action::Mouse(MouseEvent {
+        kind: MouseEventKind::Down(MouseButton::Left),
+        column: x,
+        row: y,
+        modifiers: KeyModifiers::NONE,
+    })
+}
+
+#[test]
+fn mouse_clicks_select_tabs_steps_and_cells() {
+    let mut app = ready(S);
+    let t = screen(&app, 120, 40);
+    let (x, y) = find(&t, "5 Compare").unwrap();
+    update(&mut app, click(x + 2, y));
+    assert_eq!(app.tab, Tab::Compare);
+    update(&mut app, key('1'));
+
+    // A lens cell: the column of T2, the row of L1.
+    let t = screen(&app, 120, 40);
+    let (cx, _) = *find_all(&t, "T2 ").iter().find(|&&(_, y)| y > 6).unwrap();
+    let (_, ry) = find(&t, "│L1 ").unwrap();
+    update(&mut app, click(cx + 1, ry));
+    assert_eq!(app.selected_step().unwrap().kind, StepKind::Thought(2));
+    assert_eq!(app.layer, 2, "row L1 is x^2");
+
+    // A timeline step.
+    let (ax, ay) = *find_all(&t, "T3 ").iter().find(|&&(_, y)| y == 3).unwrap();
+    update(&mut app, click(ax, ay));
+    assert_eq!(app.selected_step().unwrap().kind, StepKind::Thought(3));
+
+    // A head.
+    app.importance = ImportanceState::Cancelled;
+    update(&mut app, key('3'));
+    let t = screen(&app, 120, 40);
+    let (hx, _) = find(&t, "h3").unwrap();
+    let (_, ly) = find(&t, "│L2").unwrap();
+    update(&mut app, click(hx, ly));
+    assert_eq!(app.head, (2, 3));
+
+    // Wheel scrolls like ↑↓; clicks outside anything do nothing.
+    update(
+        &mut app,
+        Action::Mouse(MouseEvent {
+            kind: MouseEventKind::ScrollUp,
+            column: 0,
+            row: 0,
+            modifiers: KeyModifiers::NONE,
+        }),
+    );
+    assert_eq!(app.head, (1, 3));
+    assert_eq!(update(&mut app, click(0, 0)), None);
+}
+
+#[test]
+fn resize_and_ticks() {
+    let mut app = ready(S);
+    update(&mut app, Action::Resize(90, 30));
+    assert_eq!(app.size, (90, 30));
+    update(&mut app, Action::Tick);
+    assert_eq!(app.ticks, 1);
+}

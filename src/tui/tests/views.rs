@@ -1,0 +1,235 @@
+//! View tests: snapshots of every tab (ratatui's TestBackend + insta), and the colours of
+//! heatmap cells read back from the buffer.
+
+use ratatui::style::{Color, Modifier};
+
+use super::*;
+use crate::analysis::importance::ImportanceMethod;
+use crate::tui::app::{ImportanceState, Status};
+use crate::tui::keymap::BINDINGS;
+use crate::tui::widgets::{ABLATED, heat};
+
+const S: SampleShape = SampleShape::SMALL;
+
+/// An app on a tab, with a sweep's result where the tab shows one.
+fn on_tab(c: char) -> App {
+    let mut app = ready(S);
+    app.importance = ImportanceState::Cancelled;
+    update(&mut app, key(c));
+    app.importance = ImportanceState::Idle;
+    app.importance_result = Some((
+        app.generation,
+        sample::importance(S, ImportanceMethod::Ablation),
+    ));
+    app
+}
+
+/// The same, with head L1.H2 ablated and layer L3 skipped, and their run shown.
+fn ablated_on_tab(c: char) -> App {
+    let mut app = ready(S);
+    app.importance = ImportanceState::Cancelled;
+    update(&mut app, key('3'));
+    app.head = (1, 2);
+    update(&mut app, key(' '));
+    app.head = (3, 0);
+    let g = match update(&mut app, key('L')) {
+        Some(Job::Run { generation, .. }) => generation,
+        other => panic!("{other:?}"),
+    };
+    app.importance = ImportanceState::Cancelled;
+    deliver(&mut app, g, S);
+    app.head = (1, 2);
+    update(&mut app, key(c));
+    app.importance = ImportanceState::Idle;
+    app.importance_result = Some((
+        app.generation,
+        sample::importance(S, ImportanceMethod::Ablation),
+    ));
+    app
+}
+
+#[test]
+fn snapshot_lens() {
+    insta::assert_snapshot!(screen(&on_tab('1'), 120, 40).backend());
+}
+
+#[test]
+fn snapshot_layers() {
+    insta::assert_snapshot!(screen(&on_tab('2'), 120, 40).backend());
+}
+
+#[test]
+fn snapshot_heads() {
+    insta::assert_snapshot!(screen(&ablated_on_tab('3'), 120, 40).backend());
+}
+
+#[test]
+fn snapshot_attention() {
+    insta::assert_snapshot!(screen(&on_tab('4'), 120, 40).backend());
+}
+
+#[test]
+fn snapshot_compare() {
+    insta::assert_snapshot!(screen(&ablated_on_tab('5'), 120, 40).backend());
+}
+
+#[test]
+fn snapshot_help() {
+    let mut app = on_tab('1');
+    update(&mut app, key('?'));
+    insta::assert_snapshot!(screen(&app, 120, 40).backend());
+}
+
+#[test]
+fn snapshot_prompt_line_and_sweep_progress() {
+    let mut app = on_tab('3');
+    app.importance = ImportanceState::Running {
+        generation: app.generation,
+        request: 1,
+        method: ImportanceMethod::Ablation,
+        done: 7,
+        total: 20,
+    };
+    app.importance_result = None;
+    update(&mut app, key('p'));
+    insta::assert_snapshot!(screen(&app, 120, 40).backend());
+}
+
+#[test]
+fn snapshot_small_terminal_and_loading() {
+    let app = on_tab('1');
+    insta::assert_snapshot!("too_small", screen(&app, 70, 20).backend());
+    let mut loading = App::new("assets/coconut-prosqa".into(), sample::params(S), (80, 24));
+    loading.ticks = 12;
+    insta::assert_snapshot!("loading", screen(&loading, 80, 24).backend());
+}
+
+#[test]
+fn the_minimum_size_draws_every_tab() {
+    for c in ['1', '2', '3', '4', '5'] {
+        let t = screen(&ablated_on_tab(c), 80, 24);
+        assert!(!row_text(&t, 0).contains("too small"));
+        assert!(row_text(&t, 23).contains("quit") || row_text(&t, 23).contains("help"));
+    }
+    // A big model in a big terminal, and in a small one.
+    let big = SampleShape::GPT2_124M;
+    let mut app = App::new("m".into(), sample::params(big), (200, 60));
+    let job = update(
+        &mut app,
+        Action::Worker(WorkerMsg::Loaded(sample::model_summary(big))),
+    );
+    let Some(Job::Run { generation, .. }) = job else {
+        panic!()
+    };
+    deliver(&mut app, generation, big);
+    for c in ['1', '2', '3', '4', '5'] {
+        app.importance = ImportanceState::Cancelled;
+        update(&mut app, key(c));
+        screen(&app, 200, 60);
+        screen(&app, 80, 24);
+    }
+}
+
+#[test]
+fn lens_cells_are_coloured_by_probability() {
+    let app = on_tab('1');
+    let t = screen(&app, 120, 40);
+    let buf = t.backend().buffer();
+    let run = app.run.as_ref().unwrap();
+    let (cx, _) = *find_all(&t, "T2 ").iter().find(|&&(_, y)| y > 6).unwrap();
+    let t2 = run.steps.iter().position(|s| s.label == "T2").unwrap();
+    for layer in 0..=S.layers {
+        let label = crate::tui::view::lens_row_label(layer, S.layers);
+        let (_, y) = find(&t, &format!("│{label} ")).unwrap();
+        let top = run.steps[t2].lens[layer].top1().unwrap();
+        let cell = &buf[(cx, y)];
+        assert_eq!(cell.bg, heat(top.prob), "layer {layer}");
+        assert_eq!(cell.symbol(), &top.text[..1]);
+    }
+    // The selected cell (first thought, output row) is reversed.
+    let (x1, _) = *find_all(&t, "T1 ").iter().find(|&&(_, y)| y > 6).unwrap();
+    let (_, y) = find(
+        &t,
+        &format!("│{} ", crate::tui::view::lens_row_label(S.layers, S.layers)),
+    )
+    .unwrap();
+    assert!(buf[(x1, y)].modifier.contains(Modifier::REVERSED));
+}
+
+#[test]
+fn ablated_heads_and_skipped_layers_are_marked_in_red() {
+    let app = ablated_on_tab('3');
+    let t = screen(&app, 120, 40);
+    let buf = t.backend().buffer();
+    let (hx, _) = find(&t, "h2").unwrap();
+    let (_, y1) = find(&t, "│L1 ").unwrap();
+    let (_, y3) = find(&t, "│L3 ⊘").unwrap();
+    assert_eq!(buf[(hx, y1)].symbol(), "×");
+    assert_eq!(buf[(hx, y1)].bg, ABLATED);
+    assert!(
+        buf[(hx, y1)].modifier.contains(Modifier::REVERSED),
+        "under the cursor"
+    );
+    let (h0, _) = find(&t, "h0").unwrap();
+    for x in [h0, hx] {
+        assert_eq!(buf[(x, y3)].bg, ABLATED, "skipped layer");
+    }
+    // Other heads carry their importance colour.
+    let imp = app.current_importance().unwrap();
+    let max = imp.heads.iter().flatten().copied().fold(0f32, f32::max);
+    let (_, y0) = find(&t, "│L0 ").unwrap();
+    assert_eq!(buf[(h0, y0)].bg, heat(imp.heads[0][0] / max));
+}
+
+#[test]
+fn attention_rows_peak_at_the_top_of_the_scale() {
+    let app = on_tab('4');
+    let t = screen(&app, 120, 40);
+    let buf = t.backend().buffer();
+    let (_, y) = find(&t, "▶T1").unwrap();
+    let top = Color::Indexed(crate::tui::widgets::SCALE[9]);
+    let n = (0..buf.area.width)
+        .filter(|&x| buf[(x, y)].bg == top)
+        .count();
+    assert!(n >= 1, "the row's largest bin is at the top of the scale");
+}
+
+#[test]
+fn errors_are_red_in_the_status_bar() {
+    let mut app = on_tab('1');
+    app.status = Some(Status {
+        text: "cannot tokenize".into(),
+        error: true,
+    });
+    let t = screen(&app, 120, 40);
+    let (x, y) = find(&t, "error: cannot tokenize").unwrap();
+    assert_eq!(y, 38);
+    assert_eq!(t.backend().buffer()[(x, y)].fg, Color::Red);
+    assert!(row_text(&t, 7).contains("T1"), "the last result stays");
+}
+
+#[test]
+fn the_help_lists_every_binding_and_hints_come_from_the_table() {
+    let mut app = on_tab('3');
+    let t = screen(&app, 120, 40);
+    let hints = row_text(&t, 39);
+    assert!(
+        hints.contains("Space toggle head") && hints.contains("L toggle layer"),
+        "{hints}"
+    );
+    update(&mut app, key('?'));
+    let t = screen(&app, 120, 40);
+    for b in BINDINGS {
+        assert!(find(&t, b.help).is_some(), "help lists {:?}", b.help);
+    }
+}
+
+#[test]
+fn the_readme_key_table_matches_the_key_table() {
+    let readme = include_str!("../../../README.md");
+    let table = crate::tui::keymap::markdown_table();
+    assert!(
+        readme.contains(&table),
+        "README's key table is out of date; it should contain:\n{table}"
+    );
+}

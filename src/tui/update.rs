@@ -1,0 +1,537 @@
+//! The state update: `update(&mut App, Action) -> Option<Job>`. No I/O, no clock: what needs the
+//! worker comes back as a job for the runtime to send.
+
+use ratatui::crossterm::event::{Event, MouseButton, MouseEventKind};
+use tui_input::backend::crossterm::to_input_request;
+use tui_input::{Input, InputRequest};
+
+use super::app::{Action, App, ImportanceState, Overlay, Status, Tab};
+use super::data::{Job, RunView, StepKind, WorkerMsg};
+use super::keymap::{Command, lookup};
+use super::view::{Hit, hit_test};
+use crate::analysis::importance::ImportanceMethod;
+use crate::thought::{ThoughtCount, ThoughtMode};
+
+/// The most thoughts `+` goes to.
+pub const MAX_THOUGHTS: usize = 64;
+
+/// Ticks (100 ms each) between a new result on the Heads tab and the start of its sweep.
+pub const SWEEP_DELAY_TICKS: u64 = 4;
+
+pub fn update(app: &mut App, action: Action) -> Option<Job> {
+    match action {
+        Action::Key(ev) => {
+            let ctx = app.context();
+            match lookup(ctx, &ev) {
+                Some(cmd) => command(app, cmd),
+                None => {
+                    if let Overlay::Input(input) = &mut app.overlay
+                        && let Some(req) = to_input_request(&Event::Key(ev))
+                    {
+                        input.handle(req);
+                    }
+                    None
+                }
+            }
+        }
+        Action::Paste(text) => {
+            if let Overlay::Input(input) = &mut app.overlay {
+                for c in text.chars() {
+                    let c = if c.is_control() { ' ' } else { c };
+                    input.handle(InputRequest::InsertChar(c));
+                }
+            }
+            None
+        }
+        Action::Mouse(me) => {
+            if !matches!(app.overlay, Overlay::None) {
+                return None;
+            }
+            match me.kind {
+                MouseEventKind::Down(MouseButton::Left) => {
+                    let hit = hit_test(app, me.column, me.row)?;
+                    click(app, hit)
+                }
+                MouseEventKind::ScrollUp => command(app, Command::Up),
+                MouseEventKind::ScrollDown => command(app, Command::Down),
+                _ => None,
+            }
+        }
+        Action::Cmd(cmd) => command(app, cmd),
+        Action::Resize(w, h) => {
+            app.size = (w, h);
+            None
+        }
+        Action::Tick => {
+            app.ticks = app.ticks.wrapping_add(1);
+            match app.sweep_at {
+                Some(at) if app.ticks >= at => {
+                    app.sweep_at = None;
+                    want_importance(app, false)
+                }
+                _ => None,
+            }
+        }
+        Action::Worker(msg) => worker(app, msg),
+    }
+}
+
+fn set_status(app: &mut App, text: impl Into<String>, error: bool) {
+    app.status = Some(Status {
+        text: text.into(),
+        error,
+    });
+}
+
+/// The settings changed: a new generation and a run of it.
+fn new_run(app: &mut App) -> Option<Job> {
+    app.model.as_ref()?;
+    app.generation += 1;
+    app.running = true;
+    app.sweep_at = None;
+    app.importance = ImportanceState::Idle;
+    app.status = None;
+    Some(Job::Run {
+        generation: app.generation,
+        params: app.params.clone(),
+    })
+}
+
+/// Starts the head sweep when the Heads tab needs it and it is not there yet.
+fn want_importance(app: &mut App, force: bool) -> Option<Job> {
+    app.model.as_ref()?;
+    let run_ok = app.run.as_ref().is_some_and(|r| r.params == app.params);
+    if app.tab != Tab::Heads || app.running || !run_ok {
+        return None;
+    }
+    let idle = matches!(app.importance, ImportanceState::Idle);
+    if !force && (!idle || app.current_importance().is_some()) {
+        return None;
+    }
+    app.sweep_at = None;
+    app.importance_requests += 1;
+    app.importance = ImportanceState::Running {
+        generation: app.generation,
+        request: app.importance_requests,
+        method: app.importance_method,
+        done: 0,
+        total: 0,
+    };
+    Some(Job::Importance {
+        generation: app.generation,
+        request: app.importance_requests,
+        params: app.params.clone(),
+        method: app.importance_method,
+    })
+}
+
+fn steps_len(app: &App) -> usize {
+    app.run.as_ref().map_or(0, |r| r.steps.len())
+}
+
+fn move_step(app: &mut App, to: usize) {
+    let n = steps_len(app);
+    if n > 0 {
+        app.step = to.min(n - 1);
+    }
+}
+
+/// The Attention tab's rows are the thoughts and answer steps.
+fn move_query_step(app: &mut App, delta: isize, absolute: Option<bool>) {
+    let rows = app.query_steps();
+    if rows.is_empty() {
+        return;
+    }
+    let at = rows.iter().position(|&s| s == app.step);
+    let next = match (absolute, at) {
+        (Some(true), _) => 0,
+        (Some(false), _) => rows.len() - 1,
+        (None, Some(i)) => (i as isize + delta).clamp(0, rows.len() as isize - 1) as usize,
+        (None, None) => 0,
+    };
+    app.step = rows[next];
+}
+
+fn move_head_linear(app: &mut App, delta: isize) {
+    let (layers, heads) = (app.layers(), app.heads());
+    if layers == 0 || heads == 0 {
+        return;
+    }
+    let i = (app.head.0 * heads + app.head.1) as isize + delta;
+    let i = i.clamp(0, (layers * heads) as isize - 1) as usize;
+    app.head = (i / heads, i % heads);
+}
+
+/// Bounds of the lens-row cursor (0..=L). The Layers tab's rows are the L blocks, x^l -> x^{l+1}
+/// shown at the row of their output x^{l+1}, so there the cursor starts at 1.
+fn layer_bounds(app: &App) -> (usize, usize) {
+    let l = app.layers();
+    match app.tab {
+        Tab::Layers => (1.min(l), l),
+        _ => (0, l),
+    }
+}
+
+fn clamp_layer(app: &mut App) {
+    let (lo, hi) = layer_bounds(app);
+    app.layer = app.layer.clamp(lo, hi);
+}
+
+fn command(app: &mut App, cmd: Command) -> Option<Job> {
+    match cmd {
+        Command::Quit => {
+            app.should_quit = true;
+            None
+        }
+        Command::Help => {
+            app.overlay = Overlay::Help;
+            None
+        }
+        Command::CloseHelp => {
+            app.overlay = Overlay::None;
+            None
+        }
+        Command::NextTab | Command::PrevTab | Command::GoTab(_) => {
+            let i = app.tab.index();
+            app.tab = match cmd {
+                Command::NextTab => Tab::ALL[(i + 1) % Tab::ALL.len()],
+                Command::PrevTab => Tab::ALL[(i + Tab::ALL.len() - 1) % Tab::ALL.len()],
+                Command::GoTab(t) => t,
+                _ => unreachable!(),
+            };
+            clamp_layer(app);
+            if app.tab == Tab::Attention && !app.query_steps().contains(&app.step) {
+                move_query_step(app, 0, Some(true));
+            }
+            want_importance(app, false)
+        }
+        Command::Left | Command::Right | Command::Up | Command::Down => {
+            movement(app, cmd);
+            None
+        }
+        Command::First | Command::Last => {
+            let first = cmd == Command::First;
+            match app.tab {
+                Tab::Heads => {
+                    app.head.0 = if first {
+                        0
+                    } else {
+                        app.layers().saturating_sub(1)
+                    }
+                }
+                Tab::Attention => move_query_step(app, 0, Some(first)),
+                _ => move_step(app, if first { 0 } else { usize::MAX }),
+            }
+            None
+        }
+        Command::ToggleHead => {
+            app.model.as_ref()?;
+            let (l, h) = app.head;
+            let set = &mut app.params.interventions.ablated_heads;
+            if !set.remove(&(l, h)) {
+                set.insert((l, h));
+            }
+            new_run(app)
+        }
+        Command::ToggleLayer => {
+            app.model.as_ref()?;
+            let l = app.head.0;
+            let set = &mut app.params.interventions.skipped_layers;
+            if !set.remove(&l) {
+                set.insert(l);
+            }
+            new_run(app)
+        }
+        Command::Reset => {
+            if app.params.interventions.is_empty() {
+                set_status(app, "nothing to reset: no head or layer is ablated", false);
+                return None;
+            }
+            app.params.interventions = Default::default();
+            new_run(app)
+        }
+        Command::MoreThoughts | Command::FewerThoughts => {
+            let now = match app.params.thoughts {
+                ThoughtCount::Fixed { n } => n,
+                ThoughtCount::Auto { .. } => app.run.as_ref().map_or(0, RunView::thought_count),
+            };
+            let n = if cmd == Command::MoreThoughts {
+                (now + 1).min(MAX_THOUGHTS)
+            } else {
+                now.saturating_sub(1)
+            };
+            if app.params.thoughts == (ThoughtCount::Fixed { n }) {
+                return None;
+            }
+            app.params.thoughts = ThoughtCount::Fixed { n };
+            new_run(app)
+        }
+        Command::CycleMode => {
+            let markers = app.model.as_ref().is_some_and(|m| m.coconut_tokens);
+            app.params.mode = match app.params.mode {
+                ThoughtMode::Coconut => ThoughtMode::Soft {
+                    top_k: app.soft.0,
+                    top_p: app.soft.1,
+                },
+                ThoughtMode::Soft { .. } => ThoughtMode::Token,
+                ThoughtMode::Token if markers => ThoughtMode::Pause,
+                ThoughtMode::Token | ThoughtMode::Pause => ThoughtMode::Coconut,
+            };
+            new_run(app)
+        }
+        Command::EditPrompt => {
+            app.overlay = Overlay::Input(Input::new(app.params.prompt.clone()));
+            None
+        }
+        Command::SubmitPrompt => {
+            let Overlay::Input(input) = std::mem::take(&mut app.overlay) else {
+                return None;
+            };
+            let text = input.value().trim().to_string();
+            if text.is_empty() {
+                set_status(app, "the prompt is empty; kept the previous one", true);
+                return None;
+            }
+            if text == app.params.prompt {
+                return None;
+            }
+            app.params.prompt = text;
+            new_run(app)
+        }
+        Command::CancelPrompt => {
+            app.overlay = Overlay::None;
+            None
+        }
+        Command::SwitchImportance => {
+            app.importance_method = match app.importance_method {
+                ImportanceMethod::Ablation => ImportanceMethod::Gradient,
+                ImportanceMethod::Gradient => ImportanceMethod::Ablation,
+            };
+            set_status(
+                app,
+                format!("head importance: {}", app.importance_method.name()),
+                false,
+            );
+            if matches!(app.importance, ImportanceState::Running { .. }) {
+                // The running sweep is for the other method: the new job supersedes it.
+                app.importance = ImportanceState::Idle;
+            }
+            if app.tab == Tab::Heads {
+                want_importance(app, true)
+            } else {
+                app.importance = ImportanceState::Idle;
+                None
+            }
+        }
+        Command::Sweep => want_importance(app, true),
+        Command::Cancel => {
+            if matches!(app.importance, ImportanceState::Running { .. }) {
+                set_status(app, "cancelling the head sweep…", false);
+                Some(Job::Cancel)
+            } else {
+                None
+            }
+        }
+    }
+}
+
+fn movement(app: &mut App, cmd: Command) {
+    let dx: isize = match cmd {
+        Command::Left => -1,
+        Command::Right => 1,
+        _ => 0,
+    };
+    let dy: isize = match cmd {
+        Command::Up => -1,
+        Command::Down => 1,
+        _ => 0,
+    };
+    match app.tab {
+        Tab::Heads => {
+            let (layers, heads) = (app.layers(), app.heads());
+            if layers == 0 || heads == 0 {
+                return;
+            }
+            app.head.0 = (app.head.0 as isize + dy).clamp(0, layers as isize - 1) as usize;
+            app.head.1 = (app.head.1 as isize + dx).clamp(0, heads as isize - 1) as usize;
+        }
+        Tab::Attention => {
+            if dx != 0 {
+                move_query_step(app, dx, None);
+            }
+            if dy != 0 {
+                move_head_linear(app, dy);
+            }
+        }
+        Tab::Lens | Tab::Layers | Tab::Compare => {
+            if dx != 0 {
+                move_step(app, (app.step as isize + dx).max(0) as usize);
+            }
+            if dy != 0 {
+                let (lo, hi) = layer_bounds(app);
+                app.layer = (app.layer as isize + dy).clamp(lo as isize, hi as isize) as usize;
+            }
+        }
+    }
+}
+
+fn click(app: &mut App, hit: Hit) -> Option<Job> {
+    match hit {
+        Hit::Tab(t) => command(app, Command::GoTab(t)),
+        Hit::Step(s) => {
+            move_step(app, s);
+            None
+        }
+        Hit::Cell { step, layer } => {
+            move_step(app, step);
+            app.layer = layer;
+            clamp_layer(app);
+            None
+        }
+        Hit::Head { layer, head } => {
+            app.head = (layer, head);
+            None
+        }
+    }
+}
+
+/// Where the selection goes in a new run: the same thought or answer token when it exists.
+fn remap_step(old: &RunView, old_step: usize, new: &RunView) -> usize {
+    let last = new.steps.len().saturating_sub(1);
+    let Some(kind) = old.steps.get(old_step).map(|s| s.kind) else {
+        return 0;
+    };
+    let find = |k: StepKind| new.steps.iter().position(|s| s.kind == k);
+    match kind {
+        StepKind::Prompt => {
+            let from_end = old
+                .steps
+                .iter()
+                .take_while(|s| s.kind == StepKind::Prompt)
+                .count()
+                - old_step;
+            let prompts = new
+                .steps
+                .iter()
+                .take_while(|s| s.kind == StepKind::Prompt)
+                .count();
+            prompts.saturating_sub(from_end).min(last)
+        }
+        StepKind::Thought(k) => {
+            let n = new.thought_count();
+            if n == 0 {
+                find(StepKind::Answer(0)).unwrap_or(last)
+            } else {
+                find(StepKind::Thought(k.min(n))).unwrap_or(last)
+            }
+        }
+        StepKind::Answer(i) => (0..=i)
+            .rev()
+            .find_map(|j| find(StepKind::Answer(j)))
+            .unwrap_or(last),
+    }
+}
+
+/// The step selected in a first run: the first thought, else the first answer token.
+fn initial_step(run: &RunView) -> usize {
+    run.steps
+        .iter()
+        .position(|s| s.kind != StepKind::Prompt)
+        .unwrap_or(0)
+}
+
+fn worker(app: &mut App, msg: WorkerMsg) -> Option<Job> {
+    match msg {
+        WorkerMsg::Loaded(model) => {
+            app.layer = model.layers;
+            app.head = (0, 0);
+            app.params
+                .interventions
+                .ablated_heads
+                .retain(|&(l, h)| l < model.layers && h < model.heads);
+            app.params
+                .interventions
+                .skipped_layers
+                .retain(|&l| l < model.layers);
+            app.model = Some(model);
+            new_run(app)
+        }
+        WorkerMsg::LoadFailed(e) => {
+            app.fatal = Some(e);
+            app.should_quit = true;
+            None
+        }
+        WorkerMsg::RunDone { generation, result } => {
+            if generation != app.generation {
+                return None;
+            }
+            app.running = false;
+            match result {
+                Ok(view) => {
+                    app.step = match &app.run {
+                        Some(old) => remap_step(old, app.step, &view),
+                        None => initial_step(&view),
+                    };
+                    app.run = Some(*view);
+                    clamp_layer(app);
+                    if app.tab == Tab::Heads {
+                        app.sweep_at = Some(app.ticks + SWEEP_DELAY_TICKS);
+                    }
+                    None
+                }
+                Err(e) => {
+                    set_status(app, e, true);
+                    None
+                }
+            }
+        }
+        WorkerMsg::Progress {
+            request,
+            done,
+            total,
+        } => {
+            if let ImportanceState::Running {
+                request: r,
+                done: d,
+                total: t,
+                ..
+            } = &mut app.importance
+                && *r == request
+            {
+                *d = done;
+                *t = total;
+            }
+            None
+        }
+        WorkerMsg::ImportanceDone {
+            generation,
+            request,
+            result,
+        } => {
+            let ours = matches!(app.importance,
+                ImportanceState::Running { request: r, .. } if r == request);
+            if !ours {
+                return None;
+            }
+            match result {
+                Ok(imp) => {
+                    app.importance_result = Some((generation, imp));
+                    app.importance = ImportanceState::Idle;
+                }
+                Err(e) => {
+                    set_status(app, format!("head importance: {e}"), true);
+                    app.importance = ImportanceState::Failed(e);
+                }
+            }
+            None
+        }
+        WorkerMsg::Cancelled { request } => {
+            if matches!(app.importance, ImportanceState::Running { request: r, .. } if r == request)
+            {
+                app.importance = ImportanceState::Cancelled;
+                set_status(app, "head sweep cancelled; s starts it again", false);
+            }
+            None
+        }
+    }
+}

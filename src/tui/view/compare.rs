@@ -1,0 +1,176 @@
+//! Tab 5, Compare: the baseline (no ablations) beside the current run.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style, Stylize};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Cell, Paragraph, Row, Table, Wrap};
+
+use super::panel;
+use crate::tui::app::App;
+use crate::tui::data::{RunView, StepKind, TokProb};
+use crate::tui::widgets::{ABLATED, ANSWER, THOUGHT, fit, num, pct};
+
+fn tops(t: &[TokProb], width: usize) -> String {
+    let s = t
+        .iter()
+        .map(|t| format!("{} {}", fit(&t.text, 12), pct(t.prob)))
+        .collect::<Vec<_>>()
+        .join(" · ");
+    fit(&s, width)
+}
+
+/// A probability that may be tiny (a product over many tokens).
+fn prob_text(p: f32) -> String {
+    if p > 0.0 && p < 1e-3 {
+        format!("{p:.2e}")
+    } else {
+        format!("{p:.4}")
+    }
+}
+
+pub fn render(app: &App, run: &RunView, body: Rect, frame: &mut Frame) {
+    let iv = &run.params.interventions;
+    let cmp = &run.comparison;
+    let base = &cmp.baseline;
+    let cur = &run.summary;
+    let table_h = (base.thoughts.len().max(cur.thoughts.len()) + 6) as u16;
+    let [top, table_area, bottom, _] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Max(table_h),
+        Constraint::Length(5),
+        Constraint::Min(0),
+    ])
+    .areas(body);
+
+    let ivs = if iv.is_empty() {
+        Line::from(
+            " no ablations: the current run is the baseline (toggle heads and layers in tab 3)"
+                .dark_gray(),
+        )
+    } else {
+        let heads: Vec<String> = iv
+            .ablated_heads
+            .iter()
+            .map(|(l, h)| format!("L{l}.H{h}"))
+            .collect();
+        let layers: Vec<String> = iv.skipped_layers.iter().map(|l| format!("L{l}")).collect();
+        Line::from(vec![
+            Span::raw(" ablated heads ").dark_gray(),
+            Span::styled(
+                if heads.is_empty() {
+                    "none".into()
+                } else {
+                    heads.join(", ")
+                },
+                Style::default().fg(ABLATED).bold(),
+            ),
+            Span::raw(" · skipped layers ").dark_gray(),
+            Span::styled(
+                if layers.is_empty() {
+                    "none".into()
+                } else {
+                    layers.join(", ")
+                },
+                Style::default().fg(ABLATED).bold(),
+            ),
+        ])
+    };
+    frame.render_widget(Paragraph::new(ivs), top);
+
+    let inner = panel(
+        frame,
+        table_area,
+        Line::from(vec![
+            Span::raw(" Baseline and current ").bold(),
+            Span::raw("· changed top tokens in yellow ").dark_gray(),
+        ]),
+    );
+    let col_w = (inner.width.saturating_sub(12) / 2) as usize;
+    let selected = run.steps.get(app.step).map(|s| s.kind);
+    let changed = Style::default().fg(Color::Yellow).bold();
+    let mut rows = Vec::new();
+    let n = base.thoughts.len().max(cur.thoughts.len());
+    for k in 0..n {
+        let b = base.thoughts.get(k).map_or(&[][..], |v| v.as_slice());
+        let c = cur.thoughts.get(k).map_or(&[][..], |v| v.as_slice());
+        let differs = b.first().map(|t| t.id) != c.first().map(|t| t.id);
+        let mut row = Row::new(vec![
+            Cell::from(format!("T{}", k + 1)).style(Style::default().fg(THOUGHT)),
+            Cell::from(tops(b, col_w)),
+            Cell::from(tops(c, col_w)).style(if differs { changed } else { Style::default() }),
+        ]);
+        if selected == Some(StepKind::Thought(k + 1)) {
+            row = row.style(Style::default().add_modifier(Modifier::REVERSED));
+        }
+        rows.push(row);
+    }
+    let answer_differs = base.answer_text != cur.answer_text;
+    let mut answer_row = Row::new(vec![
+        Cell::from("answer").style(Style::default().fg(ANSWER)),
+        Cell::from(fit(&base.answer_text.replace('\n', "⏎"), col_w)),
+        Cell::from(fit(&cur.answer_text.replace('\n', "⏎"), col_w)).style(if answer_differs {
+            Style::default().fg(ABLATED).bold()
+        } else {
+            Style::default()
+        }),
+    ]);
+    if matches!(selected, Some(StepKind::Answer(_))) {
+        answer_row = answer_row.style(Style::default().add_modifier(Modifier::REVERSED));
+    }
+    rows.push(answer_row);
+    rows.push(Row::new(vec![
+        Cell::from("p(answer)").dark_gray(),
+        Cell::from(prob_text(base.answer_prob())),
+        Cell::from(prob_text(cur.answer_prob())),
+    ]));
+    rows.push(Row::new(vec![
+        Cell::from("p(first)").dark_gray(),
+        Cell::from(pct(base.first_prob())),
+        Cell::from(pct(cur.first_prob())),
+    ]));
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(10),
+            Constraint::Length(col_w as u16),
+            Constraint::Length(col_w as u16),
+        ],
+    )
+    .header(
+        Row::new(vec!["", "baseline (no ablations)", "current"])
+            .style(Style::default().bold().underlined()),
+    );
+    frame.render_widget(table, inner);
+
+    let inner = panel(frame, bottom, Line::from(" Effect on the answer ").bold());
+    let mut lines = vec![Line::from(vec![
+        Span::raw("KL(baseline ‖ current) of the first answer token ").dark_gray(),
+        Span::raw(format!("{} nats", num(cmp.kl_first, 8))).bold(),
+    ])];
+    let mut kl = vec![Span::raw("KL at each answer position while the answers agree ").dark_gray()];
+    for (i, v) in cmp.kl_aligned.iter().enumerate() {
+        kl.push(Span::raw(format!("A{} ", i + 1)).fg(ANSWER));
+        kl.push(Span::raw(format!("{}  ", num(*v, 6))));
+    }
+    lines.push(Line::from(kl));
+    lines.push(match cmp.divergence {
+        None => Line::from("the two answers are identical".dark_gray()),
+        Some(i) => {
+            let b = base
+                .answer
+                .get(i)
+                .map_or("(end)".to_string(), |t| t.text.clone());
+            let c = cur
+                .answer
+                .get(i)
+                .map_or("(end)".to_string(), |t| t.text.clone());
+            Line::from(vec![
+                Span::raw("answers diverge at ").dark_gray(),
+                Span::raw(format!("A{}", i + 1)).fg(ANSWER).bold(),
+                Span::raw(format!(": {b} → {c}")).bold(),
+            ])
+        }
+    });
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
+}

@@ -1,0 +1,120 @@
+//! The no-subcommand launch path: argument checks and one-line errors before the terminal is
+//! touched (these tests have no terminal, which is itself the last check).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const PROMPT: &str = "Every wumpus is a yumpus. Alex is a wumpus. Is Alex a yumpus?";
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_coconut-lens"))
+        .args(args)
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .expect("binary runs")
+}
+
+fn model() -> String {
+    common::model_dir("gpt2-tiny").display().to_string()
+}
+
+/// A clean failure: non-zero exit, one line on stderr mentioning `needle`, nothing on stdout
+/// (no escape sequences: the terminal was never taken over).
+fn assert_one_line_error(out: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(!err.contains("panicked"), "panic: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
+    assert!(err.contains(needle), "expected {needle:?} in: {err}");
+    assert!(out.stdout.is_empty(), "stdout: {:?}", out.stdout);
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn model_copy(name: &str, meta: Option<&str>) -> PathBuf {
+    let dir = scratch(name);
+    for e in std::fs::read_dir(common::model_dir("gpt2-tiny")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
+    }
+    if let Some(meta) = meta {
+        std::fs::write(dir.join("coconut-lens.json"), meta).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn without_a_terminal_it_says_so_after_checking_everything_else() {
+    let out = run(&["--model", &model(), "--prompt", PROMPT, "--thoughts", "2"]);
+    assert_one_line_error(&out, "needs a terminal");
+}
+
+#[test]
+fn the_prompt_comes_from_the_model_folder_or_the_arguments() {
+    let demo = model_copy(
+        "tui-demo",
+        Some(r#"{"thoughts": 4, "demo_prompt": "Is Alex a yumpus?"}"#),
+    );
+    let out = run(&["--model", demo.to_str().unwrap()]);
+    assert_one_line_error(&out, "needs a terminal");
+
+    let bare = model_copy("tui-no-demo", Some(r#"{"thoughts": 4}"#));
+    let out = run(&["--model", bare.to_str().unwrap()]);
+    assert_one_line_error(&out, "no prompt");
+    assert_one_line_error(&out, "--prompt");
+
+    let file = scratch("tui-prompt").join("prompt.txt");
+    std::fs::write(&file, PROMPT).unwrap();
+    let out = run(&["--model", &model(), "--prompt-file", file.to_str().unwrap()]);
+    assert_one_line_error(&out, "needs a terminal");
+    let out = run(&[
+        "--model",
+        &model(),
+        "--prompt-file",
+        "/nonexistent/prompt.txt",
+    ]);
+    assert_one_line_error(&out, "cannot read prompt file");
+    let out = run(&["--model", &model(), "--prompt", "   "]);
+    assert_one_line_error(&out, "the prompt is empty");
+}
+
+#[test]
+fn bad_options_are_one_line_errors() {
+    let m = model();
+    for (args, needle) in [
+        (vec!["--mode", "dream"], "unknown mode"),
+        (vec!["--thoughts", "many"], "--thoughts"),
+        (vec!["--ablate-heads", "1-2"], "malformed head"),
+        (vec!["--device", "tpu"], "unknown device"),
+        (vec!["--dtype", "f8"], "unknown dtype"),
+        (vec!["--top-k", "0"], "--top-k"),
+    ] {
+        let mut all = vec!["--model", m.as_str(), "--prompt", PROMPT];
+        all.extend(args);
+        assert_one_line_error(&run(&all), needle);
+    }
+    let out = run(&["--model", "/nonexistent/folder", "--prompt", PROMPT]);
+    assert_one_line_error(&out, "/nonexistent/folder");
+    // The explorer's options do not mix with a subcommand.
+    let out = run(&["--model", &m, "analyze", "--prompt", PROMPT]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn no_arguments_opens_the_bundled_model_or_names_it_when_missing() {
+    let out = run(&[]);
+    let bundled = coconut_lens::cli::bundled_model_path();
+    if bundled.is_dir() {
+        assert_one_line_error(&out, "needs a terminal");
+    } else {
+        assert_one_line_error(&out, "assets/coconut-prosqa");
+        assert_one_line_error(&out, "--model");
+    }
+}
