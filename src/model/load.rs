@@ -59,11 +59,20 @@ impl DeviceSpec {
                         "this binary was built without CUDA support: rebuild with `cargo build --release --features cuda`"
                     );
                 }
-                Device::new_cuda(n).with_context(|| {
+                Device::new_cuda(n).map_err(without_backtrace).with_context(|| {
                     format!("cannot open CUDA device {n} (is there an NVIDIA GPU and driver, R580 or newer for a CUDA 13 build?)")
                 })
             }
         }
+    }
+}
+
+/// The error without the backtrace candle attaches when `RUST_BACKTRACE` is set: the command
+/// line reports errors in one line.
+fn without_backtrace(e: candle_core::Error) -> candle_core::Error {
+    match e {
+        candle_core::Error::WithBacktrace { inner, .. } => *inner,
+        e => e,
     }
 }
 
