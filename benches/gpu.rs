@@ -123,7 +123,7 @@ fn main() {
                 sync()
             };
             grad(); // warm-up
-            let grad_ms = median((0..3).map(|_| time_ms(&grad).0).collect());
+            let grad_ms = median((0..3).map(|_| time_ms(grad).0).collect());
 
             let mut progress = |_: usize, _: usize| {};
             let mut ctl = SweepControl {

@@ -27,7 +27,8 @@ fn cuda() -> Device {
         Ok(d) => d,
         Err(e) => panic!(
             "the GPU check needs an NVIDIA GPU with a CUDA 13 capable driver (R580+), and CUDA \
-             device 0 could not be opened: {e}"
+             device 0 could not be opened: {}",
+            e.to_string().lines().next().unwrap_or_default()
         ),
     }
 }
