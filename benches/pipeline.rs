@@ -11,55 +11,19 @@
 //! `cargo bench --bench pipeline` (add `-- --quick` to skip the naive sweep). The model is
 //! generated once under `target/bench-models/`. A JSON report goes to `target/bench-report.json`.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
 
 use coconut_lens::analysis::importance::{
     SweepControl, ablation_importance, ablation_importance_naive, gradient_importance,
 };
-use coconut_lens::analysis::{analyze_steps, prune_blocks, resid_host};
-use coconut_lens::model::{Interventions, LoadedModel, ModelSource, load_model};
+use coconut_lens::model::{Interventions, ModelSource, load_model};
 use coconut_lens::synthetic::{Shape, synthetic_prompt, write_random_model};
-use coconut_lens::thought::{RunSpec, ThoughtCount, ThoughtMode, run};
+use coconut_lens::thought::run;
 use serde_json::json;
-
-const PROMPT_TOKENS: usize = 140;
-const THOUGHTS: usize = 6;
-const ANSWER_TOKENS: usize = 8;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn time_ms<T>(f: impl FnOnce() -> T) -> (f64, T) {
-    let t = Instant::now();
-    let out = f();
-    (t.elapsed().as_secs_f64() * 1e3, out)
-}
-
-fn spec() -> RunSpec {
-    RunSpec {
-        thoughts: ThoughtCount::Fixed { n: THOUGHTS },
-        mode: ThoughtMode::Coconut,
-        max_new_tokens: ANSWER_TOKENS,
-        context_rows: 1,
-        attention: false,
-    }
-}
-
-/// The whole user-facing pipeline: run, then lens/entropy/angular at every step, blocks.
-fn pipeline(m: &LoadedModel, ids: &[u32]) -> usize {
-    let hooks = m.model.hooks(&Interventions::default()).unwrap();
-    let r = run(&m.model, &m.tokenizer, ids, &spec(), &hooks).unwrap();
-    // Fixed work: the random model must not stop early on its end-of-text token.
-    assert_eq!(r.thoughts.len(), THOUGHTS);
-    let steps: Vec<_> = r.thoughts.iter().chain(&r.answer).collect();
-    let analyses = analyze_steps(&m.model, &m.tokenizer, &steps, 5).unwrap();
-    let resids: Vec<_> = r.thoughts.iter().map(|t| resid_host(t).unwrap()).collect();
-    analyses.len() + prune_blocks(&resids).len()
-}
+use support::{PROMPT_TOKENS, median, pipeline, spec, time_ms};
 
 fn ensure_model(dir: &Path) {
     if !dir.join("model.safetensors").is_file() {
@@ -69,26 +33,7 @@ fn ensure_model(dir: &Path) {
 }
 
 fn torch_pipeline_ms(dir: &Path) -> Option<f64> {
-    let python = std::env::var("COCONUT_LENS_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_torch.py");
-    let out = Command::new(&python)
-        .arg(&script)
-        .arg(dir)
-        .args(["--threads", "2", "--runs", "5"])
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        eprintln!(
-            "torch reference skipped: {}",
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
-        );
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    v["pipeline_ms"].as_f64()
+    support::torch_pipeline_ms(dir, &["--threads", "2"])
 }
 
 fn main() {

@@ -3,10 +3,13 @@
 
 Usage:
     python scripts/bench_torch.py MODEL_DIR [--inputs FILE] [--threads N] [--runs R]
+                                  [--device cpu|cuda] [--dtype f32|bf16]
 
 MODEL_DIR is a standard Hugging Face GPT-2 or Llama folder (config.json + model.safetensors;
-no tokenizer needed). The model runs on the CPU in f32 with eager attention, under
-torch.inference_mode(), with torch.set_num_threads(N) (default 2).
+no tokenizer needed). The model runs with eager attention, under torch.inference_mode(), with
+torch.set_num_threads(N) (default 2), on --device (default cpu; cuda is CUDA device 0) in --dtype
+(default f32; the lens softmax and entropy are computed in f32 whatever the dtype, as in
+coconut-lens). On CUDA each timed run starts and ends synchronised with the device.
 
 --inputs FILE is JSON:
     {"prompt_ids": [...], "start": id, "end": id, "latent": id,
@@ -105,6 +108,9 @@ def pipeline(parts, spec, check=False):
     import torch
 
     model, embed = parts.model, parts.embed
+    device = embed.weight.device
+    # Tolerance of the hook/hidden-state self-check: bf16 rounds at every op.
+    tol = 1e-4 if embed.weight.dtype == torch.float32 else 2e-2
     resids = []  # per step: [L+1, D]
 
     def forward(inputs_embeds, past):
@@ -122,12 +128,14 @@ def pipeline(parts, spec, check=False):
         logits = out.logits[:, -1]  # [1, V]
         if check:
             assert len(hs) == parts.n_layers + 1
-            torch.testing.assert_close(parts.norm(resid[-1]), final[0], rtol=1e-4, atol=1e-4)
-            torch.testing.assert_close(parts.head(final), logits, rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(parts.norm(resid[-1]), final[0], rtol=tol, atol=tol)
+            torch.testing.assert_close(parts.head(final), logits, rtol=tol, atol=tol)
         return out.past_key_values, resid, final, logits
 
     # 1. prefix
-    prefix = torch.tensor([list(spec["prompt_ids"]) + [spec["start"]]], dtype=torch.long)
+    prefix = torch.tensor(
+        [list(spec["prompt_ids"]) + [spec["start"]]], dtype=torch.long, device=device
+    )
     past, resid, final, logits = forward(embed(prefix), None)
 
     # 2. continuous thoughts
@@ -136,7 +144,7 @@ def pipeline(parts, spec, check=False):
         past, resid, final, logits = forward(final.unsqueeze(1), past)
 
     # 3. end marker: the answer's first step
-    end = torch.tensor([[spec["end"]]], dtype=torch.long)
+    end = torch.tensor([[spec["end"]]], dtype=torch.long, device=device)
     past, resid, final, logits = forward(embed(end), past)
 
     # 4. greedy answer, exactly answer_tokens tokens
@@ -151,7 +159,7 @@ def pipeline(parts, spec, check=False):
 
     # 5. logit lens over every step and layer, batched
     r = torch.stack(resids)  # [S, L+1, D]
-    lens_logits = parts.head(parts.norm(r))  # [S, L+1, V]
+    lens_logits = parts.head(parts.norm(r)).float()  # [S, L+1, V]
     probs = torch.softmax(lens_logits, dim=-1)
     top_p, top_i = probs.topk(spec["top_k"], dim=-1)
     entropy = torch.special.entr(probs[:, -1]).sum(-1)  # [S], nats
@@ -166,8 +174,9 @@ def pipeline(parts, spec, check=False):
         "entropy": entropy.tolist(),
         "angular": angular.tolist(),
     }
-    if check:
-        # The layer-L lens of an answer step is the model's own next-token distribution.
+    if check and tol == 1e-4:
+        # The layer-L lens of an answer step is the model's own next-token distribution (in
+        # bf16 the batched lens may break a near-tie the other way, so f32 only).
         assert result["answer_ids"] == [row[-1][0] for row in result["top_ids"][-n:]], (
             result["answer_ids"],
             [row[-1][0] for row in result["top_ids"][-n:]],
@@ -183,6 +192,8 @@ def main():
     ap.add_argument("--inputs", help="JSON file with prompt_ids, start, end, latent, thoughts, answer_tokens, top_k")
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     ap.add_argument("--runs", type=int, default=5, help="timed runs after one warm-up (default 5)")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cpu (default) or cuda (device 0)")
+    ap.add_argument("--dtype", choices=["f32", "bf16"], default="f32", help="f32 (default) or bf16")
     args = ap.parse_args()
     if args.runs < 1 or args.threads < 1:
         sys.exit("error: --runs and --threads must be at least 1")
@@ -195,6 +206,15 @@ def main():
         from transformers import AutoConfig, AutoModelForCausalLM
 
         torch.set_num_threads(args.threads)
+        if args.device == "cuda" and not torch.cuda.is_available():
+            sys.exit("error: --device cuda but torch sees no CUDA device")
+        device = torch.device("cuda:0" if args.device == "cuda" else "cpu")
+        dtype = {"f32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
+
+        def sync():
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+
         config = AutoConfig.from_pretrained(args.model_dir)
         if config.model_type not in ("gpt2", "llama"):
             log(f"warning: model_type {config.model_type!r} is neither gpt2 nor llama; trying anyway")
@@ -206,15 +226,17 @@ def main():
 
         t0 = time.perf_counter()
         model = AutoModelForCausalLM.from_pretrained(
-            args.model_dir, attn_implementation="eager", dtype=torch.float32
+            args.model_dir, attn_implementation="eager", dtype=dtype
         )
+        model.to(device)
         model.eval()
         parts = Parts(model)
         log(
             f"loaded {config.model_type} ({parts.n_layers} layers, d={config.hidden_size}, "
             f"V={config.vocab_size}) in {time.perf_counter() - t0:.1f} s; "
             f"prompt {len(spec['prompt_ids'])} ids, {spec['thoughts']} thoughts, "
-            f"{spec['answer_tokens']} answer tokens, top-{spec['top_k']}, {args.threads} threads"
+            f"{spec['answer_tokens']} answer tokens, top-{spec['top_k']}, {args.threads} threads, "
+            f"{args.device} {args.dtype}"
         )
 
         with torch.inference_mode():
@@ -223,8 +245,10 @@ def main():
             log(f"warm-up {1000 * (time.perf_counter() - t):.1f} ms (checks passed); answer ids {warm['answer_ids']}")
             times = []
             for k in range(args.runs):
+                sync()
                 t = time.perf_counter()
                 res = pipeline(parts, spec)
+                sync()
                 ms = 1000 * (time.perf_counter() - t)
                 times.append(ms)
                 log(f"run {k + 1}/{args.runs}: {ms:.1f} ms")
@@ -237,6 +261,9 @@ def main():
         "max_ms": round(max(times), 1),
         "runs": args.runs,
         "threads": args.threads,
+        "device": args.device,
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "dtype": args.dtype,
         "model_type": config.model_type,
         "steps": spec["thoughts"] + spec["answer_tokens"],
         "torch": torch.__version__.split("+")[0],

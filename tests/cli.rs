@@ -523,6 +523,58 @@ fn cuda_without_the_feature_is_a_clear_error() {
     assert_one_line_error(&out, "built without CUDA");
 }
 
+/// Whether this test binary can open a GPU (only a CUDA build on a machine with one).
+fn gpu_present() -> bool {
+    cfg!(feature = "cuda") && candle_core::Device::new_cuda(0).is_ok()
+}
+
+#[test]
+fn auto_device_without_a_gpu_runs_on_the_cpu_in_f32() {
+    if gpu_present() {
+        return; // `auto` takes the GPU there: tests/gpu.rs checks that
+    }
+    let doc = json_of(&run(&[
+        "analyze",
+        "--model",
+        &gpt2(),
+        "--prompt",
+        PROMPT,
+        "--thoughts",
+        "1",
+    ]));
+    assert_eq!(doc["runtime"]["device"], "cpu");
+    assert_eq!(doc["runtime"]["dtype"], "f32");
+    let doc = json_of(&run(&[
+        "analyze",
+        "--model",
+        &gpt2(),
+        "--prompt",
+        PROMPT,
+        "--thoughts",
+        "1",
+        "--dtype",
+        "bf16",
+    ]));
+    assert_eq!(doc["runtime"]["dtype"], "bf16");
+}
+
+#[test]
+fn cuda_without_a_gpu_is_a_clear_error() {
+    if !cfg!(feature = "cuda") || gpu_present() {
+        return;
+    }
+    let out = run(&[
+        "analyze",
+        "--model",
+        &gpt2(),
+        "--prompt",
+        PROMPT,
+        "--device",
+        "cuda",
+    ]);
+    assert_one_line_error(&out, "cannot open CUDA device 0");
+}
+
 #[test]
 fn head_importance_is_reported_for_both_methods() {
     for method in ["ablation", "gradient"] {

@@ -54,10 +54,21 @@ pub fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// Where the analysis ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Runtime {
+    /// `cpu` or `cuda:N`.
+    pub device: String,
+    /// The model's dtype: `f32`, `f16` or `bf16`.
+    pub dtype: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AnalysisDocument {
     pub schema: String,
     pub model: ModelInfo,
+    #[serde(default)]
+    pub runtime: Runtime,
     pub tokens: Vec<TokenInfo>,
     pub thoughts: Vec<ThoughtAnalysis>,
     pub answer: AnswerAnalysis,
@@ -96,6 +107,10 @@ pub fn document_of_run(
     Ok(AnalysisDocument {
         schema: SCHEMA.to_string(),
         model: model.info.clone(),
+        runtime: Runtime {
+            device: crate::model::load::device_label(model.device()),
+            dtype: crate::model::load::dtype_label(model.dtype()).to_string(),
+        },
         tokens: run
             .input_ids
             .iter()

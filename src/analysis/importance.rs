@@ -72,10 +72,12 @@ fn sweep_spec(spec: &RunSpec) -> RunSpec {
     }
 }
 
-/// Log-probabilities `[B][V]` on the host.
-fn log_probs(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
-    let lp = candle_nn::ops::log_softmax(&logits.to_dtype(DType::F32)?, D::Minus1)?;
-    Ok(lp.to_vec2()?)
+/// Log-probabilities `[B, V]` (f32, on the logits' device).
+fn log_probs(logits: &Tensor) -> Result<Tensor> {
+    Ok(candle_nn::ops::log_softmax(
+        &logits.to_dtype(DType::F32)?,
+        D::Minus1,
+    )?)
 }
 
 /// KL(p ‖ q) in nats from log-probabilities.
@@ -93,6 +95,20 @@ pub fn kl(log_p: &[f32], log_q: &[f32]) -> f32 {
         })
         .sum::<f64>()
         .max(0.0) as f32
+}
+
+/// [`kl`] of `log_p` (`[1, V]`) against each row of `log_q` (`[B, V]`), in f64 on their
+/// device: only the `B` divergences reach the host.
+pub fn kl_rows(log_p: &Tensor, log_q: &Tensor) -> Result<Vec<f32>> {
+    let lp = log_p.to_dtype(DType::F64)?;
+    let lq = log_q.to_dtype(DType::F64)?;
+    let p = lp.exp()?;
+    let terms = p.broadcast_mul(&lp.broadcast_sub(&lq)?)?;
+    // p = 0 contributes nothing (and would give 0 · ∞ = NaN where log p = -inf).
+    let nonzero = p.gt(0.0)?.broadcast_as(terms.shape())?;
+    let terms = nonzero.where_cond(&terms, &terms.zeros_like()?)?;
+    let kl: Vec<f64> = terms.sum(D::Minus1)?.to_vec1()?;
+    Ok(kl.into_iter().map(|k| k.max(0.0) as f32).collect())
 }
 
 /// `[B, layers, heads]` gates: the base gates with one extra head zeroed per variant.
@@ -145,11 +161,11 @@ pub fn ablation_importance(
         &mut prefix_cache.clone(),
         &hooks,
     )?;
-    let base_lp = log_probs(&base_logits)?.remove(0);
+    let base_lp = log_probs(&base_logits)?; // [1, V], stays on the device
     let batched = matches!(spec.thoughts, crate::thought::ThoughtCount::Fixed { .. });
 
-    // Runs variants (gates `[B, L, H]` or skips) from layer `l` on; returns their log-probs.
-    let variants_from = |l: usize, hooks: &Hooks, b: usize| -> Result<Vec<Vec<f32>>> {
+    // Runs variants (gates `[B, L, H]` or skips) from layer `l` on; returns their KL from the base.
+    let variants_from = |l: usize, hooks: &Hooks, b: usize| -> Result<Vec<f32>> {
         let x = resid
             .i(l)?
             .unsqueeze(0)?
@@ -158,9 +174,8 @@ pub fn ablation_importance(
         let mut cache = prefix_cache.expand_below(l, b)?;
         let hidden = model.rerun_from_layer(l, &x, &mut cache, hooks)?;
         let last = hidden.i((.., t - 1))?;
-        log_probs(&continue_batch(
-            model, tokenizer, &spec, last, &mut cache, hooks,
-        )?)
+        let logits = continue_batch(model, tokenizer, &spec, last, &mut cache, hooks)?;
+        kl_rows(&base_lp, &log_probs(&logits)?)
     };
 
     let total = layers * heads + layers;
@@ -186,8 +201,8 @@ pub fn ablation_importance(
                 gates: Some(variant_gates(model, base, l, &group)?),
                 ..hooks.clone()
             };
-            for (&h, lp) in group.iter().zip(variants_from(l, &hooks, group.len())?) {
-                head_kl[l][h] = kl(&base_lp, &lp);
+            for (&h, kl) in group.iter().zip(variants_from(l, &hooks, group.len())?) {
+                head_kl[l][h] = kl;
             }
             ctl.check()?;
         }
@@ -196,7 +211,7 @@ pub fn ablation_importance(
         if !base.skipped_layers.contains(&l) {
             let mut skip_hooks = hooks.clone();
             skip_hooks.skip[l] = true;
-            layer_kl[l] = kl(&base_lp, &variants_from(l, &skip_hooks, 1)?[0]);
+            layer_kl[l] = variants_from(l, &skip_hooks, 1)?[0];
         }
         done += 1;
         (ctl.progress)(done, total);
@@ -219,7 +234,9 @@ pub fn ablation_importance_naive(
     let spec = sweep_spec(spec);
     let answer_lp = |iv: &Interventions| -> Result<Vec<f32>> {
         let r = run(model, tokenizer, prompt_ids, &spec, &model.hooks(iv)?)?;
-        Ok(log_probs(&r.answer_first().logits.unsqueeze(0)?)?.remove(0))
+        Ok(log_probs(&r.answer_first().logits.unsqueeze(0)?)?
+            .to_vec2::<f32>()?
+            .remove(0))
     };
     let base_lp = answer_lp(base)?;
     let (layers, heads) = (model.info.layers, model.info.heads);
@@ -298,4 +315,37 @@ pub fn gradient_importance(
         .get(gates.as_tensor())
         .ok_or_else(|| anyhow::anyhow!("no gradient reached the head gates"))?;
     Ok(g.abs()?.to_dtype(DType::F32)?.to_vec2()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_kl_equals_host_kl() {
+        let dev = candle_core::Device::Cpu;
+        let logits = Tensor::new(
+            &[
+                [1.0f32, 2.0, -1.0, 0.5],
+                [1.1, 1.9, -1.2, 0.4],
+                [-3.0, 4.0, 0.0, 0.0],
+            ],
+            &dev,
+        )
+        .unwrap();
+        let lp = log_probs(&logits).unwrap();
+        let rows: Vec<Vec<f32>> = lp.to_vec2().unwrap();
+        let got = kl_rows(&lp.narrow(0, 0, 1).unwrap(), &lp).unwrap();
+        for (row, g) in rows.iter().zip(&got) {
+            let want = kl(&rows[0], row);
+            assert!((g - want).abs() <= 1e-7 * want.max(1.0), "{g} vs {want}");
+        }
+        assert_eq!(got[0], 0.0);
+        // p = 0 terms contribute nothing, even against log q = -inf.
+        let p = Tensor::new(&[[0.0f32, f32::NEG_INFINITY]], &dev).unwrap();
+        let q = Tensor::new(&[[0.0f32, -1.0], [f32::NEG_INFINITY, 0.0]], &dev).unwrap();
+        let got = kl_rows(&p, &q).unwrap();
+        assert_eq!(got[0], 0.0);
+        assert!(got[1].is_infinite());
+    }
 }

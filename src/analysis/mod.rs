@@ -50,43 +50,101 @@ pub fn top_k_indices(values: &[f32], k: usize) -> Vec<usize> {
     idx
 }
 
-/// Logit-lens distributions `[steps][L+1][V]` of the residual streams of `steps`.
-pub fn lens_probs(model: &Model, steps: &[&StepRecord]) -> Result<Vec<Vec<Vec<f32>>>> {
+/// Logit-lens distributions `[steps × (L+1), V]` (f32, on the model's device) of the residual
+/// streams of `steps`, step-major; `None` for no steps.
+pub fn lens_probs_device(model: &Model, steps: &[&StepRecord]) -> Result<Option<Tensor>> {
     if steps.is_empty() {
-        return Ok(vec![]);
+        return Ok(None);
     }
     let layers = model.info.layers + 1;
     let resid = Tensor::stack(&steps.iter().map(|s| &s.resid).collect::<Vec<_>>(), 0)?;
     let flat = resid.reshape((steps.len() * layers, model.info.d_model))?;
     let normed = model.final_norm(&flat, OpMode::default())?;
     let logits = model.unembed(&normed)?.to_dtype(DType::F32)?;
-    let probs = candle_nn::ops::softmax_last_dim(&logits)?;
+    Ok(Some(candle_nn::ops::softmax_last_dim(&logits)?))
+}
+
+/// Logit-lens distributions `[steps][L+1][V]` of the residual streams of `steps`, on the host.
+pub fn lens_probs(model: &Model, steps: &[&StepRecord]) -> Result<Vec<Vec<Vec<f32>>>> {
+    let Some(probs) = lens_probs_device(model, steps)? else {
+        return Ok(vec![]);
+    };
+    let layers = model.info.layers + 1;
     let rows: Vec<Vec<f32>> = probs.to_vec2()?;
     Ok(rows.chunks(layers).map(|c| c.to_vec()).collect())
 }
 
-/// Top-k logit lens of each step, all layers.
+/// The `k` largest values of each row of `values` (`[N, V]`) with their column indices, largest
+/// first, computed on the tensor's device: only `N × k` ids and values reach the host. Ties go to
+/// whichever index the device's argmax returns.
+pub fn top_k_rows(values: &Tensor, k: usize) -> Result<Vec<Vec<(u32, f32)>>> {
+    let (n, v) = values.dims2()?;
+    let k = k.min(v);
+    if n == 0 || k == 0 {
+        return Ok(vec![vec![]; n]);
+    }
+    let dev = values.device();
+    let columns = Tensor::arange(0u32, v as u32, dev)?.unsqueeze(0)?;
+    let floor = Tensor::new(f32::NEG_INFINITY, dev)?.broadcast_as((n, v))?;
+    let mut rest = values.to_dtype(DType::F32)?;
+    let (mut ids, mut vals) = (Vec::with_capacity(k), Vec::with_capacity(k));
+    for i in 0..k {
+        let best = rest.argmax_keepdim(1)?; // [N, 1]
+        vals.push(rest.gather(&best, 1)?);
+        if i + 1 < k {
+            rest = columns.broadcast_eq(&best)?.where_cond(&floor, &rest)?;
+        }
+        ids.push(best);
+    }
+    let ids: Vec<Vec<u32>> = Tensor::cat(&ids, 1)?.to_vec2()?;
+    let vals: Vec<Vec<f32>> = Tensor::cat(&vals, 1)?.to_vec2()?;
+    Ok(ids
+        .into_iter()
+        .zip(vals)
+        .map(|(i, v)| i.into_iter().zip(v).collect())
+        .collect())
+}
+
+/// Top-k logit lens of each step, all layers. On the CPU the full distributions are ranked on
+/// the host; on a GPU the top-k is taken on the device and only `k` ids and probabilities per
+/// layer come back.
 pub fn lens_top_k(
     model: &Model,
     tokenizer: &Tokenizer,
     steps: &[&StepRecord],
     k: usize,
 ) -> Result<Vec<Vec<LensLayer>>> {
-    let probs = lens_probs(model, steps)?;
-    Ok(probs
-        .iter()
-        .map(|layers| {
-            layers
-                .iter()
+    let layers = model.info.layers + 1;
+    let tops: Vec<Vec<(u32, f32)>> = if model.device().is_cpu() {
+        lens_probs(model, steps)?
+            .iter()
+            .flatten()
+            .map(|p| {
+                top_k_indices(p, k)
+                    .into_iter()
+                    .map(|i| (i as u32, p[i]))
+                    .collect()
+            })
+            .collect()
+    } else {
+        match lens_probs_device(model, steps)? {
+            Some(probs) => top_k_rows(&probs, k)?,
+            None => vec![],
+        }
+    };
+    Ok(tops
+        .chunks(layers)
+        .map(|step| {
+            step.iter()
                 .enumerate()
-                .map(|(layer, p)| LensLayer {
+                .map(|(layer, top)| LensLayer {
                     layer,
-                    top: top_k_indices(p, k)
-                        .into_iter()
-                        .map(|i| TokenProb {
-                            id: i as u32,
-                            text: tokenizer.token_text(i as u32),
-                            prob: p[i],
+                    top: top
+                        .iter()
+                        .map(|&(id, prob)| TokenProb {
+                            id,
+                            text: tokenizer.token_text(id),
+                            prob,
                         })
                         .collect(),
                 })
@@ -194,6 +252,25 @@ mod tests {
         let v = [0.1, 0.4, 0.2, 0.4, 0.05];
         assert_eq!(top_k_indices(&v, 3), vec![1, 3, 2]);
         assert_eq!(top_k_indices(&v, 10).len(), 5);
+    }
+
+    #[test]
+    fn device_top_k_matches_the_host_ranking() {
+        let rows = vec![
+            vec![0.1f32, 0.4, 0.2, 0.35, 0.05, 0.0],
+            vec![0.0, 0.0, 0.9, 0.01, 0.02, 0.07],
+        ];
+        let t = Tensor::new(rows.clone(), &candle_core::Device::Cpu).unwrap();
+        let got = top_k_rows(&t, 4).unwrap();
+        for (row, top) in rows.iter().zip(&got) {
+            let want: Vec<(u32, f32)> = top_k_indices(row, 4)
+                .into_iter()
+                .map(|i| (i as u32, row[i]))
+                .collect();
+            assert_eq!(top, &want);
+        }
+        assert_eq!(top_k_rows(&t, 10).unwrap()[0].len(), 6);
+        assert!(top_k_rows(&t, 0).unwrap().iter().all(Vec::is_empty));
     }
 
     #[test]

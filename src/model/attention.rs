@@ -194,7 +194,8 @@ pub fn attend(
     let k = repeat_kv(k, n_rep)?.contiguous()?;
     let v = repeat_kv(v, n_rep)?.contiguous()?;
     let scores = (q.contiguous()?.matmul(&k.t()?)? / (d as f64).sqrt())?;
-    let scores = if t > 1 || start > 0 {
+    // A single query (every cached step) may see every key: no mask to build and upload.
+    let scores = if t > 1 {
         let mask = causal_mask(t, start, scores.dtype(), scores.device())?;
         scores.broadcast_add(&mask)?
     } else {
@@ -225,8 +226,38 @@ pub fn attend(
 
 /// `x · Wᵀ` whose backward pass returns the input gradient only. candle's matmul backward always
 /// computes the weight gradient too, which for frozen weights is pure waste: on the CPU it
-/// dominated gradient importance (weight-sized buffers allocated and summed at every step).
+/// dominated gradient importance (weight-sized buffers allocated and summed at every step), and
+/// on a GPU it costs a weight-sized GEMM, allocation and sum per linear layer per step.
 struct FrozenMatmul(Tensor);
+
+/// The forward of [`FrozenMatmul`] on any backend: `x` (`[.., K]`, contiguous) as an `[M, K]`
+/// matrix times the weight `[N, K]` transposed, through the backend's own matmul (the gemm
+/// crate on the CPU, cuBLAS on CUDA) with no copy of either operand.
+fn frozen_matmul_fwd<S: candle_core::backend::BackendStorage>(
+    x: &S,
+    x_layout: &candle_core::Layout,
+    w: &S,
+    w_layout: &candle_core::Layout,
+) -> Result<(S, candle_core::Shape)> {
+    let Some((start, _)) = x_layout.contiguous_offsets() else {
+        candle_core::bail!("frozen-matmul: input must be contiguous");
+    };
+    let dims = x_layout.dims();
+    let (n, k) = match w_layout.dims() {
+        &[n, k] => (n, k),
+        d => candle_core::bail!("frozen-matmul: weight must be a matrix, got {d:?}"),
+    };
+    if dims.last() != Some(&k) {
+        candle_core::bail!("frozen-matmul: input {dims:?} does not end in the weight's {k}");
+    }
+    let m = x_layout.shape().elem_count() / k;
+    let lhs = candle_core::Layout::contiguous_with_offset((m, k), start);
+    let rhs = w_layout.transpose(0, 1)?; // [K, N] view of the [N, K] weight
+    let out = x.matmul(w, (1, m, n, k), &lhs, &rhs)?;
+    let mut out_dims = dims.to_vec();
+    *out_dims.last_mut().expect("rank >= 1") = n;
+    Ok((out, out_dims.into()))
+}
 
 impl candle_core::CustomOp1 for FrozenMatmul {
     fn name(&self) -> &'static str {
@@ -238,22 +269,22 @@ impl candle_core::CustomOp1 for FrozenMatmul {
         storage: &candle_core::CpuStorage,
         layout: &candle_core::Layout,
     ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        use candle_core::CpuStorage as S;
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("frozen-matmul: input must be contiguous");
-        };
-        let (shape, dev) = (layout.shape().clone(), Device::Cpu);
-        let x = match storage {
-            S::F32(v) => Tensor::from_slice(&v[start..end], shape, &dev)?,
-            S::F16(v) => Tensor::from_slice(&v[start..end], shape, &dev)?,
-            S::BF16(v) => Tensor::from_slice(&v[start..end], shape, &dev)?,
-            _ => candle_core::bail!("frozen-matmul: unsupported dtype"),
-        };
-        let y = x.broadcast_matmul(&self.0.t()?)?;
-        let (st, _) = y.storage_and_layout();
-        match &*st {
-            candle_core::Storage::Cpu(c) => Ok((c.clone(), y.shape().clone())),
-            _ => candle_core::bail!("frozen-matmul: expected CPU storage"),
+        let (w, w_layout) = self.0.storage_and_layout();
+        match &*w {
+            candle_core::Storage::Cpu(w) => frozen_matmul_fwd(storage, layout, w, w_layout),
+            _ => candle_core::bail!("frozen-matmul: input on the CPU, weight elsewhere"),
+        }
+    }
+
+    fn cuda_fwd(
+        &self,
+        storage: &candle_core::CudaStorage,
+        layout: &candle_core::Layout,
+    ) -> Result<(candle_core::CudaStorage, candle_core::Shape)> {
+        let (w, w_layout) = self.0.storage_and_layout();
+        match &*w {
+            candle_core::Storage::Cuda(w) => frozen_matmul_fwd(storage, layout, w, w_layout),
+            _ => candle_core::bail!("frozen-matmul: input on CUDA, weight elsewhere"),
         }
     }
 
@@ -262,10 +293,15 @@ impl candle_core::CustomOp1 for FrozenMatmul {
     }
 }
 
-/// A linear layer; in differentiable mode on the CPU the weight is treated as frozen.
+/// Whether [`FrozenMatmul`] runs on this device (CPU and CUDA; Metal takes candle's matmul).
+fn frozen_on(device: &Device) -> bool {
+    device.is_cpu() || device.is_cuda()
+}
+
+/// A linear layer; in differentiable mode with frozen weights only the input gradient is computed.
 pub fn linear(layer: &candle_nn::Linear, x: &Tensor, mode: OpMode) -> Result<Tensor> {
     use candle_core::Module;
-    if mode.frozen_weights() && x.device().is_cpu() {
+    if mode.frozen_weights() && frozen_on(x.device()) {
         let y = x
             .contiguous()?
             .apply_op1(FrozenMatmul(layer.weight().clone()))?;
@@ -280,7 +316,7 @@ pub fn linear(layer: &candle_nn::Linear, x: &Tensor, mode: OpMode) -> Result<Ten
 
 /// `hidden · W_Uᵀ` with the same frozen-weight treatment.
 pub fn unembed(hidden: &Tensor, w: &Tensor, mode: OpMode) -> Result<Tensor> {
-    if mode.frozen_weights() && hidden.device().is_cpu() {
+    if mode.frozen_weights() && frozen_on(hidden.device()) {
         hidden.contiguous()?.apply_op1(FrozenMatmul(w.clone()))
     } else {
         hidden.matmul(&w.t()?)

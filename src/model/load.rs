@@ -59,9 +59,20 @@ impl DeviceSpec {
                         "this binary was built without CUDA support: rebuild with `cargo build --release --features cuda`"
                     );
                 }
-                Device::new_cuda(n).with_context(|| format!("cannot open CUDA device {n}"))
+                Device::new_cuda(n).map_err(without_backtrace).with_context(|| {
+                    format!("cannot open CUDA device {n} (is there an NVIDIA GPU and driver, R580 or newer for a CUDA 13 build?)")
+                })
             }
         }
+    }
+}
+
+/// The error without the backtrace candle attaches when `RUST_BACKTRACE` is set: the command
+/// line reports errors in one line.
+fn without_backtrace(e: candle_core::Error) -> candle_core::Error {
+    match e {
+        candle_core::Error::WithBacktrace { inner, .. } => *inner,
+        e => e,
     }
 }
 
@@ -84,11 +95,12 @@ pub fn default_dtype(device: &Device) -> DType {
     }
 }
 
+/// `cpu`, `cuda:N` or `metal:N`.
 pub fn device_label(device: &Device) -> String {
-    match device {
-        Device::Cpu => "cpu".to_string(),
-        Device::Cuda(_) => "cuda".to_string(),
-        Device::Metal(_) => "metal".to_string(),
+    match device.location() {
+        candle_core::DeviceLocation::Cpu => "cpu".to_string(),
+        candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
     }
 }
 

@@ -159,16 +159,26 @@ pub fn entropy(logits: &Tensor) -> Result<f32> {
 /// The Soft Thinking input: renormalised top-k / top-p mix of token embeddings, `[D]`.
 pub fn soft_embedding(model: &Model, logits: &Tensor, top_k: usize, top_p: f32) -> Result<Tensor> {
     let probs = candle_nn::ops::softmax_last_dim(&logits.to_dtype(candle_core::DType::F32)?)?;
-    let p: Vec<f32> = probs.to_vec1()?;
-    let mut order: Vec<usize> = (0..p.len()).collect();
-    order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
+    // The ranked candidates: on a GPU only the top k come back to the host.
+    let ranked: Vec<(u32, f32)> = if probs.device().is_cpu() {
+        let p: Vec<f32> = probs.to_vec1()?;
+        let mut order: Vec<usize> = (0..p.len()).collect();
+        order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
+        order
+            .into_iter()
+            .take(top_k.max(1))
+            .map(|i| (i as u32, p[i]))
+            .collect()
+    } else {
+        crate::analysis::top_k_rows(&probs.unsqueeze(0)?, top_k.max(1))?.remove(0)
+    };
     let mut ids = Vec::new();
     let mut weights = Vec::new();
     let mut mass = 0.0;
-    for &i in order.iter().take(top_k.max(1)) {
-        ids.push(i as u32);
-        weights.push(p[i]);
-        mass += p[i];
+    for (id, p) in ranked {
+        ids.push(id);
+        weights.push(p);
+        mass += p;
         if mass >= top_p {
             break;
         }
