@@ -133,9 +133,11 @@ impl TrainConfig {
             d_model: 128,
             heads: 4,
             context: 512,
-            batch_size: 32,
-            lr: 2e-3,
-            warmup_steps: 50,
+            // Small batches: more updates for the same compute. The lookup ("X is a" → Y)
+            // the model must learn appears after a plateau of some hundreds of updates.
+            batch_size: 8,
+            lr: 1e-3,
+            warmup_steps: 100,
             optim: AdamWParams::default(),
             thoughts_per_step: 1,
             max_stage: 6,
