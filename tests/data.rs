@@ -1,7 +1,10 @@
 //! The ProsQA-style generator, its statistics against the real validation set, and the
 //! word-level tokenizer. Needs nothing beside the checkout (no data, no network).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::scratch;
+
 use std::sync::LazyLock;
 
 use coconut_lens::data::prosqa::{GenConfig, ProsQaProblem, generate, to_json, validate};
@@ -193,13 +196,6 @@ fn tokenizer_handles_the_coconut_format() {
     assert_eq!(after, p.answer);
     let with_special = tok.decode(ids, false).unwrap();
     assert!(with_special.contains(LATENT) && with_special.ends_with(tokenizer::EOS));
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 #[test]

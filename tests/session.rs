@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use coconut_lens::analysis::document::analyze_prompt;
@@ -15,13 +15,6 @@ use coconut_lens::thought::{RunSpec, ThoughtCount, ThoughtMode};
 use common::*;
 
 const PROMPT: &str = "Every wumpus is a yumpus. Alex is a wumpus. Is Alex a yumpus?";
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// A session of the GPT-2 fixture: 3 thoughts, head 1.0 ablated.
 fn fixture_session() -> Session {

@@ -3,7 +3,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use common::{assert_one_line_error, scratch};
+
+use std::path::Path;
 use std::process::{Command, Output};
 
 use candle_core::{DType, Device};
@@ -13,13 +15,6 @@ use coconut_lens::model::{ModelSource, load_model};
 use coconut_lens::train::{
     DataShape, Progress, Recipe, TrainConfig, TrainOptions, TrainState, train,
 };
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// Two layers, d = 32, 64 tiny problems, coconut stages 0 and 1.
 fn tiny_config() -> TrainConfig {
@@ -187,14 +182,6 @@ fn bin(args: &[&str]) -> Output {
         .env("HF_HUB_OFFLINE", "1")
         .output()
         .expect("binary runs")
-}
-
-fn assert_one_line_error(out: &Output, needle: &str) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure");
-    assert!(!err.contains("panicked"), "panic: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
-    assert!(err.contains(needle), "expected {needle:?} in: {err}");
 }
 
 #[test]

@@ -3,7 +3,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use common::scratch;
+
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 const PROMPT: &str = "Every wumpus is a yumpus. Alex is a wumpus. Is Alex a yumpus?";
@@ -20,22 +22,11 @@ fn model() -> String {
     common::model_dir("gpt2-tiny").display().to_string()
 }
 
-/// A clean failure: non-zero exit, one line on stderr mentioning `needle`, nothing on stdout
-/// (no escape sequences: the terminal was never taken over).
+/// A clean failure that never took the terminal over: one line on stderr, nothing on stdout
+/// (no escape sequences).
 fn assert_one_line_error(out: &Output, needle: &str) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(!err.contains("panicked"), "panic: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
-    assert!(err.contains(needle), "expected {needle:?} in: {err}");
+    common::assert_one_line_error(out, needle);
     assert!(out.stdout.is_empty(), "stdout: {:?}", out.stdout);
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn model_copy(name: &str, meta: Option<&str>) -> PathBuf {

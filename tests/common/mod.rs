@@ -5,7 +5,8 @@
 pub mod check;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Output;
 
 use coconut_lens::model::{Interventions, LoadedModel, ModelSource, load_model};
 use serde::Deserialize;
@@ -118,5 +119,30 @@ pub fn assert_rel(what: &str, got: f32, want: f32, rel: f32, floor: f32) {
         (got - want).abs() <= tol,
         "{what}: got {got}, want {want} (|diff| {} > {tol})",
         (got - want).abs()
+    );
+}
+
+/// An empty folder for one test under the target's temporary directory.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Asserts a clean failure: non-zero exit, one line on stderr mentioning `needle` (any case),
+/// no panic.
+pub fn assert_one_line_error(out: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "expected failure, stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!err.contains("panicked"), "panic: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
+    assert!(
+        err.to_lowercase().contains(&needle.to_lowercase()),
+        "expected {needle:?} in: {err}"
     );
 }
