@@ -157,6 +157,11 @@ pub struct TuiArgs {
     /// Prompt tokens shown as steps before the thoughts.
     #[arg(long, default_value_t = 3)]
     pub context_tokens: usize,
+    /// Reopen a saved session: recompute it with its model (device and dtype from the session
+    /// unless --device/--dtype are given) and restore its view, or show its saved results
+    /// read-only when the model is not available.
+    #[arg(long, value_name = "FILE")]
+    pub session: Option<PathBuf>,
 }
 
 impl ModelArgs {
