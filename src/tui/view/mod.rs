@@ -339,6 +339,17 @@ pub fn timeline_segments(app: &App, run: &RunView, avail: u16) -> Vec<Segment> {
             }
         }
     }
+    // A saved session has the first answer step only: its later answer tokens, not selectable.
+    let answer_steps = run
+        .steps
+        .iter()
+        .filter(|s| matches!(s.kind, StepKind::Answer(_)))
+        .count();
+    if answer_steps > 0 {
+        for t in run.summary.answer.iter().skip(answer_steps) {
+            segs.push((t.text.clone(), Style::default().fg(ANSWER).dim(), None));
+        }
+    }
     for (text, style, step) in segs.iter_mut() {
         if *step == Some(app.step) {
             *style = style.add_modifier(Modifier::REVERSED | Modifier::BOLD);
