@@ -408,6 +408,13 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<()> {
             entropy_stop: args.run.entropy_stop,
             ablations: interventions.clone(),
             importance_method: method.map(|m| m.name().to_string()),
+            settings: Some(crate::session::RunSettings {
+                max_new_tokens: Some(args.run.max_new_tokens),
+                top_k: Some(args.top_k),
+                context_tokens: None,
+                soft_top_k: matches!(mode, ThoughtMode::Soft { .. }).then_some(args.run.soft_top_k),
+                soft_top_p: matches!(mode, ThoughtMode::Soft { .. }).then_some(args.run.soft_top_p),
+            }),
         };
         let view = crate::session::ViewState {
             tab: "lens".to_string(),

@@ -142,4 +142,11 @@ fn a_damaged_or_unknown_session_is_a_one_line_error_before_the_terminal() {
     assert_one_line_error(&out, "cannot read");
     let out = run(&["--session", future.to_str().unwrap(), "--prompt", "hi"]);
     assert_one_line_error(&out, "--session restores the model and the prompt");
+    let out = run(&[
+        "--session",
+        future.to_str().unwrap(),
+        "--ablate-heads",
+        "0.1",
+    ]);
+    assert_one_line_error(&out, "--session restores the thoughts and ablations");
 }

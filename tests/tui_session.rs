@@ -141,7 +141,14 @@ fn explore_and_save(path: &Path) -> (Harness, Session) {
 /// What `coconut-lens --session FILE` builds before the worker reports.
 fn reopened_app(path: &Path) -> App {
     let session = Session::load(path).unwrap();
-    let p = params_of(&session.inputs, &params(), (5, 0.95), 16).unwrap();
+    // Command-line values unlike the saved ones: the file's settings win.
+    let cli = RunParams {
+        max_new_tokens: 16,
+        top_k: 3,
+        context_tokens: 1,
+        ..params()
+    };
+    let p = params_of(&session.inputs, &cli, (5, 0.95), 16).unwrap();
     let mut app = App::new(session.inputs.model.clone(), p, (120, 40));
     reopen(&mut app, path.to_path_buf(), Box::new(session));
     app
@@ -164,6 +171,16 @@ fn a_saved_session_reopens_with_the_model_to_the_same_state_and_results() {
         [&(1, 1)]
     );
     assert!(saved.current.head_importance.is_some());
+    assert_eq!(
+        saved.inputs.settings,
+        Some(coconut_lens::session::RunSettings {
+            max_new_tokens: Some(4),
+            top_k: Some(5),
+            context_tokens: Some(3),
+            soft_top_k: None,
+            soft_top_p: None,
+        })
+    );
     assert_ne!(saved.baseline, saved.current, "the ablation shows");
     // Never overwritten without asking.
     let mut h = h;
@@ -268,6 +285,15 @@ fn without_its_model_a_session_shows_its_saved_results_read_only() {
         att.iter()
             .any(|l| l.contains("Attention is not saved in session files")),
         "{att:#?}"
+    );
+    // Compare: what the documents lack is n/a, not invented.
+    r.ch('5');
+    let cmp = r.screen();
+    assert!(cmp.iter().any(|l| l.contains("p(answer)  n/a")), "{cmp:#?}");
+    assert!(
+        cmp.iter()
+            .any(|l| l.contains("of the first answer token n/a (not in the session)")),
+        "{cmp:#?}"
     );
     // Saving again writes the same results.
     let copy = dir.join("copy.json");

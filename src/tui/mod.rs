@@ -105,6 +105,15 @@ fn main_session(args: &TuiArgs, path: &std::path::Path) -> Result<()> {
             "--session restores the model and the prompt of the session; drop --model, --base, --prompt and --prompt-file"
         );
     }
+    if args.run.thoughts.is_some()
+        || args.run.entropy_stop.is_some()
+        || !args.run.ablate_heads.is_empty()
+        || !args.run.ablate_layers.is_empty()
+    {
+        bail!(
+            "--session restores the thoughts and ablations of the session; drop --thoughts, --entropy-stop and --ablate-*"
+        );
+    }
     let session = crate::session::Session::load(path)?;
     let inputs = &session.inputs;
     if args.top_k == 0 {
@@ -122,6 +131,10 @@ fn main_session(args: &TuiArgs, path: &std::path::Path) -> Result<()> {
     let soft = (args.run.soft_top_k, args.run.soft_top_p);
     let params = saved::params_of(inputs, &defaults, soft, args.run.max_thoughts)
         .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let soft = match params.mode {
+        ThoughtMode::Soft { top_k, top_p } => (top_k, top_p),
+        _ => soft,
+    };
     // The session's device and dtype unless given.
     let device: DeviceSpec = if args.model.device == "auto" {
         inputs.device.parse().unwrap_or(DeviceSpec::Auto)

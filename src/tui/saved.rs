@@ -17,7 +17,7 @@ use crate::analysis::document::{AnalysisDocument, HeadImportance};
 use crate::analysis::importance::ImportanceMethod;
 use crate::model::Arch;
 use crate::session::cli::default_plot_dir;
-use crate::session::{Session, SessionInputs, ViewState};
+use crate::session::{RunSettings, Session, SessionInputs, ViewState};
 use crate::thought::{ThoughtCount, ThoughtMode};
 
 /// Where sessions go by default.
@@ -110,6 +110,10 @@ pub fn session_of(app: &App) -> Result<Session, String> {
     let model = app.model.as_ref().ok_or("nothing to save: no model")?;
     let p = &run.params;
     let (thoughts, entropy_stop) = thoughts_field(p.thoughts);
+    let soft = match p.mode {
+        ThoughtMode::Soft { top_k, top_p } => Some((top_k, top_p)),
+        _ => None,
+    };
     let mut current = docs.current.clone();
     let imp = app
         .current_importance()
@@ -133,6 +137,13 @@ pub fn session_of(app: &App) -> Result<Session, String> {
             entropy_stop,
             ablations: p.interventions.clone(),
             importance_method: imp.map(|i| i.method.name().to_string()),
+            settings: Some(RunSettings {
+                max_new_tokens: Some(p.max_new_tokens),
+                top_k: Some(p.top_k),
+                context_tokens: Some(p.context_tokens),
+                soft_top_k: soft.map(|s| s.0),
+                soft_top_p: soft.map(|s| s.1),
+            }),
         },
         view,
         baseline: docs.baseline.clone(),
@@ -148,14 +159,23 @@ pub fn same_results(a: &Session, b: &Session) -> bool {
     a.inputs == b.inputs && saved(a).is_some() && saved(a) == saved(b)
 }
 
-/// The run settings of saved inputs; the rest (answer length, top-k, context, soft-thinking
-/// parameters, the auto-thought cap) comes from `defaults`.
+/// The run settings of saved inputs. What the file does not record (older files: answer
+/// length, top-k, context, Soft Thinking's parameters; always: the auto-thought cap) comes from
+/// `defaults`, `soft` and `max_thoughts`.
 pub fn params_of(
     inputs: &SessionInputs,
     defaults: &RunParams,
     soft: (usize, f32),
     max_thoughts: usize,
 ) -> Result<RunParams, String> {
+    let set = inputs.settings.clone().unwrap_or_default();
+    let soft = (
+        set.soft_top_k.unwrap_or(soft.0),
+        set.soft_top_p.unwrap_or(soft.1),
+    );
+    if soft.0 == 0 || !(soft.1 > 0.0 && soft.1 <= 1.0) || set.top_k == Some(0) {
+        return Err("the session's top-k or top-p is out of range".into());
+    }
     let mode = match inputs.mode.as_str() {
         "coconut" => ThoughtMode::Coconut,
         "soft" => ThoughtMode::Soft {
@@ -184,8 +204,10 @@ pub fn params_of(
         prompt: inputs.prompt.clone(),
         thoughts,
         mode,
+        max_new_tokens: set.max_new_tokens.unwrap_or(defaults.max_new_tokens),
+        top_k: set.top_k.unwrap_or(defaults.top_k),
+        context_tokens: set.context_tokens.unwrap_or(defaults.context_tokens),
         interventions: inputs.ablations.clone(),
-        ..defaults.clone()
     })
 }
 
