@@ -157,6 +157,11 @@ pub struct TuiArgs {
     /// Prompt tokens shown as steps before the thoughts.
     #[arg(long, default_value_t = 3)]
     pub context_tokens: usize,
+    /// Reopen a saved session: recompute it with its model (device and dtype from the session
+    /// unless --device/--dtype are given) and restore its view, or show its saved results
+    /// read-only when the model is not available.
+    #[arg(long, value_name = "FILE")]
+    pub session: Option<PathBuf>,
 }
 
 impl ModelArgs {
@@ -403,6 +408,13 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<()> {
             entropy_stop: args.run.entropy_stop,
             ablations: interventions.clone(),
             importance_method: method.map(|m| m.name().to_string()),
+            settings: Some(crate::session::RunSettings {
+                max_new_tokens: Some(args.run.max_new_tokens),
+                top_k: Some(args.top_k),
+                context_tokens: None,
+                soft_top_k: matches!(mode, ThoughtMode::Soft { .. }).then_some(args.run.soft_top_k),
+                soft_top_p: matches!(mode, ThoughtMode::Soft { .. }).then_some(args.run.soft_top_p),
+            }),
         };
         let view = crate::session::ViewState {
             tab: "lens".to_string(),

@@ -59,6 +59,7 @@ fn fixture_session() -> Session {
             entropy_stop: None,
             ablations,
             importance_method: Some("ablation".into()),
+            settings: None,
         },
         ViewState {
             tab: "heads".into(),

@@ -109,3 +109,35 @@ fn no_arguments_opens_the_bundled_model_or_names_it_when_missing() {
         assert_one_line_error(&out, "--model");
     }
 }
+
+#[test]
+fn a_damaged_or_unknown_session_is_a_one_line_error_before_the_terminal() {
+    let dir = scratch("tui-cli-session");
+    let damaged = dir.join("damaged.json");
+    std::fs::write(
+        &damaged,
+        b"{\"schema\": \"coconut-lens.session.v1\", \"inputs\": ",
+    )
+    .unwrap();
+    let out = run(&["--session", damaged.to_str().unwrap()]);
+    assert_one_line_error(&out, "damaged JSON");
+    let future = dir.join("future.json");
+    std::fs::write(&future, br#"{"schema": "coconut-lens.session.v9"}"#).unwrap();
+    let out = run(&["--session", future.to_str().unwrap()]);
+    assert_one_line_error(
+        &out,
+        "session schema coconut-lens.session.v9 is not supported",
+    );
+    let missing = dir.join("missing.json");
+    let out = run(&["--session", missing.to_str().unwrap()]);
+    assert_one_line_error(&out, "cannot read");
+    let out = run(&["--session", future.to_str().unwrap(), "--prompt", "hi"]);
+    assert_one_line_error(&out, "--session restores the model and the prompt");
+    let out = run(&[
+        "--session",
+        future.to_str().unwrap(),
+        "--ablate-heads",
+        "0.1",
+    ]);
+    assert_one_line_error(&out, "--session restores the thoughts and ablations");
+}

@@ -261,7 +261,7 @@ fn the_sweep_can_be_cancelled_and_stale_jobs_never_show() {
     assert_eq!(run.params.interventions.ablated_heads.len(), 3);
 
     // Esc right after the sweep starts: cancelled, or finished if it was faster than the key.
-    h.key('s');
+    h.key('S');
     assert!(matches!(h.app.importance, ImportanceState::Running { .. }));
     h.act(Action::Key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE)));
     h.settle();
@@ -273,7 +273,7 @@ fn the_sweep_can_be_cancelled_and_stale_jobs_never_show() {
     assert!(matches!(
         update(
             &mut h.app,
-            Action::Key(KeyEvent::new(KeyCode::Char('s'), KeyModifiers::NONE))
+            Action::Key(KeyEvent::new(KeyCode::Char('S'), KeyModifiers::NONE))
         ),
         Some(Job::Importance { .. })
     ));

@@ -44,6 +44,29 @@ pub struct SessionInputs {
     /// ablation or gradient.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub importance_method: Option<String>,
+    /// The remaining run settings (answer length, lens top-k, prompt steps shown, Soft
+    /// Thinking's parameters), so that a reopened session recomputes exactly what was shown.
+    /// Optional: files without it reopen with the command line's values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<RunSettings>,
+}
+
+/// Run settings beyond the inputs above; each optional.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct RunSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_new_tokens: Option<usize>,
+    /// Tokens per logit-lens cell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<usize>,
+    /// Prompt tokens shown as steps before the thoughts (the explorer's `--context-tokens`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_tokens: Option<usize>,
+    /// Soft Thinking's top-k and top-p (mode soft).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soft_top_k: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soft_top_p: Option<f32>,
 }
 
 /// Where the user was looking.

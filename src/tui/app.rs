@@ -1,11 +1,14 @@
 //! The application state. Changed only by [`super::update::update`]; read by the views.
 
+use std::path::PathBuf;
+
 use ratatui::crossterm::event::{KeyEvent, MouseEvent};
 use tui_input::Input;
 
 use super::data::{Importance, ModelSummary, RunParams, RunView, StepKind, WorkerMsg};
 use super::keymap::{Command, Context};
 use crate::analysis::importance::ImportanceMethod;
+use crate::session::{Session, ViewState};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Tab {
@@ -64,6 +67,13 @@ pub enum Overlay {
     Help,
     /// Editing the prompt.
     Input(Input),
+    /// Typing the name to save the session under (empty: the default name).
+    SaveAs(Input),
+    /// The session file exists: overwrite it?
+    Overwrite {
+        path: PathBuf,
+        export: bool,
+    },
 }
 
 /// Head importance for the current generation.
@@ -128,12 +138,25 @@ pub struct App {
     pub should_quit: bool,
     /// Set when the model failed to load: the runtime leaves and prints it.
     pub fatal: Option<String>,
+    /// `--model` as given (what a saved session records), and `--base`.
+    pub model_arg: String,
+    pub base_arg: Option<String>,
+    /// The session reopened with `--session`: shown read-only if the model does not load.
+    pub opened: Option<Box<Session>>,
+    /// The view to restore when the first result arrives.
+    pub restore: Option<ViewState>,
+    /// Why the screen shows saved results read-only (the model is not available).
+    pub read_only: Option<String>,
+    /// The last session file written or opened, with what it holds.
+    pub saved: Option<(PathBuf, Box<Session>)>,
+    /// A save or export is under way.
+    pub file_job: bool,
 }
 
 impl App {
     pub fn new(source: String, params: RunParams, size: (u16, u16)) -> Self {
         App {
-            source,
+            source: source.clone(),
             model: None,
             params,
             generation: 0,
@@ -155,6 +178,13 @@ impl App {
             size,
             should_quit: false,
             fatal: None,
+            model_arg: source.clone(),
+            base_arg: None,
+            opened: None,
+            restore: None,
+            read_only: None,
+            saved: None,
+            file_job: false,
         }
     }
 
@@ -163,6 +193,8 @@ impl App {
             Overlay::None => Context::Main(self.tab),
             Overlay::Help => Context::Help,
             Overlay::Input(_) => Context::Input,
+            Overlay::SaveAs(_) => Context::SaveAs,
+            Overlay::Overwrite { .. } => Context::Confirm,
         }
     }
 
@@ -172,6 +204,7 @@ impl App {
             || self.running
             || self.sweep_at.is_some()
             || matches!(self.importance, ImportanceState::Running { .. })
+            || self.file_job
     }
 
     /// The importance to show: the current generation's if there is one.

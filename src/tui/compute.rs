@@ -8,9 +8,10 @@ use anyhow::{Result, bail};
 use candle_core::{D, DType, IndexOp, Tensor};
 
 use super::data::{
-    Comparison, Importance, LensCell, ModelSummary, RunParams, RunSummary, RunView, Step, StepKind,
-    TokProb,
+    Comparison, Documents, Importance, LensCell, ModelSummary, RunParams, RunSummary, RunView,
+    Step, StepKind, TokProb,
 };
+use crate::analysis::document::{AnalysisDocument, document_of_run};
 use crate::analysis::importance::{
     ImportanceMethod, SweepControl, ablation_importance, gradient_importance, greedy_target, kl,
 };
@@ -102,6 +103,8 @@ pub struct RunData {
     pub answer_lp: Vec<Vec<f32>>,
     pub target: Option<TokProb>,
     pub blocks: Vec<crate::analysis::BlockChoice>,
+    /// The engine's analysis document of this run (what sessions save).
+    pub document: AnalysisDocument,
 }
 
 /// The answer token the lens tracks: the last answer token with a letter or digit in it (the
@@ -145,6 +148,8 @@ pub fn analyse_run(
         &spec(params, params.context_tokens + 1, true),
         &hooks,
     )?;
+    check(cancel)?;
+    let document = document_of_run(model, tok, &run, params.top_k)?;
     check(cancel)?;
     let markers = tok.coconut.is_some();
 
@@ -262,6 +267,7 @@ pub fn analyse_run(
         answer_lp,
         target: target.map(|t| tp(t, 0.0)),
         blocks: prune_blocks(&thought_resids),
+        document,
     })
 }
 
@@ -312,7 +318,7 @@ impl BaselineCache {
     }
 }
 
-fn view_of(data: &RunData, comparison: Comparison, compute_ms: f64) -> RunView {
+fn view_of(data: &RunData, base: &RunData, comparison: Comparison, compute_ms: f64) -> RunView {
     RunView {
         params: data.params.clone(),
         prompt_tokens: data.prompt_tokens.clone(),
@@ -323,6 +329,10 @@ fn view_of(data: &RunData, comparison: Comparison, compute_ms: f64) -> RunView {
         blocks: data.blocks.clone(),
         comparison,
         compute_ms,
+        documents: Some(Box::new(Documents {
+            baseline: base.document.clone(),
+            current: data.document.clone(),
+        })),
     }
 }
 
@@ -337,13 +347,13 @@ pub fn compute_run(
     let base = cache.get(lm, params, cancel)?;
     if params.interventions.is_empty() {
         let cmp = compare(base, base);
-        return Ok(view_of(base, cmp, t0.elapsed().as_secs_f64() * 1e3));
+        return Ok(view_of(base, base, cmp, t0.elapsed().as_secs_f64() * 1e3));
     }
     check(cancel)?;
     let target = base.target.as_ref().map(|t| t.id);
     let cur = analyse_run(lm, params, target, cancel)?;
     let cmp = compare(base, &cur);
-    Ok(view_of(&cur, cmp, t0.elapsed().as_secs_f64() * 1e3))
+    Ok(view_of(&cur, base, cmp, t0.elapsed().as_secs_f64() * 1e3))
 }
 
 /// Head and layer importance on top of the run's interventions.
@@ -383,6 +393,7 @@ pub fn compute_importance(
     Ok(Importance {
         method,
         target: display_token(tok, target),
+        target_id: target,
         heads,
         layers,
         compute_ms: t0.elapsed().as_secs_f64() * 1e3,

@@ -1,9 +1,13 @@
 //! Plain owned data the worker hands to the UI. Nothing here refers to candle: the views and
 //! the state update work on these types only, so they are tested without weights.
 
+use std::path::PathBuf;
+
 use crate::analysis::BlockChoice;
+use crate::analysis::document::AnalysisDocument;
 use crate::analysis::importance::ImportanceMethod;
 use crate::model::Interventions;
+use crate::session::Session;
 use crate::thought::{ThoughtCount, ThoughtMode};
 
 /// What the header needs to know about the loaded model.
@@ -162,6 +166,16 @@ pub struct RunView {
     pub comparison: Comparison,
     /// Worker time for this result.
     pub compute_ms: f64,
+    /// The engine's analysis documents of this result (what a saved session holds); absent for
+    /// results that were not computed by the engine (samples in tests).
+    pub documents: Option<Box<Documents>>,
+}
+
+/// The analysis documents of a result: the baseline (no interventions) and the run shown.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Documents {
+    pub baseline: AnalysisDocument,
+    pub current: AnalysisDocument,
 }
 
 impl RunView {
@@ -181,6 +195,8 @@ pub struct Importance {
     /// The answer's first token, whose distribution (ablation) or log-probability (gradient)
     /// is measured.
     pub target: String,
+    /// Its token id.
+    pub target_id: u32,
     /// `[layers][heads]`.
     pub heads: Vec<Vec<f32>>,
     /// `[layers]`: KL when the layer is skipped (ablation) or the sum over its heads (gradient).
@@ -204,6 +220,47 @@ pub enum Job {
     },
     /// Cancel the running sweep (not queued: handled at once).
     Cancel,
+    /// Write a session file (off the worker: file jobs run on their own thread). `path: None`
+    /// means the default name `sessions/<timestamp>-<slug>.json`, chosen when written.
+    Save {
+        session: Box<Session>,
+        path: Option<PathBuf>,
+        overwrite: bool,
+        /// Export the plots once saved.
+        export: bool,
+    },
+    /// Export the plots of a saved session into the folder named after its file.
+    Export {
+        session: Box<Session>,
+        path: PathBuf,
+    },
+}
+
+impl Job {
+    /// Whether this is a file job (save, export) rather than a computation.
+    pub fn is_file_job(&self) -> bool {
+        matches!(self, Job::Save { .. } | Job::Export { .. })
+    }
+}
+
+/// How a save went.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SaveOutcome {
+    Saved {
+        path: PathBuf,
+        ms: f64,
+    },
+    /// The file exists and overwriting was not asked for: nothing was written.
+    Exists(PathBuf),
+    Failed(String),
+}
+
+/// Where the plots went.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportReport {
+    pub dir: PathBuf,
+    pub files: usize,
+    pub ms: f64,
 }
 
 /// What the worker reports.
@@ -227,5 +284,14 @@ pub enum WorkerMsg {
     },
     Cancelled {
         request: u64,
+    },
+    /// A save finished; `session` is what was (or was to be) written.
+    Saved {
+        session: Box<Session>,
+        export: bool,
+        outcome: SaveOutcome,
+    },
+    Exported {
+        result: Result<ExportReport, String>,
     },
 }

@@ -32,6 +32,11 @@ pub enum Command {
     Cancel,
     SubmitPrompt,
     CancelPrompt,
+    Save,
+    ExportPlots,
+    SubmitSave,
+    ConfirmYes,
+    ConfirmNo,
 }
 
 /// Where a binding applies.
@@ -47,6 +52,10 @@ pub enum Scope {
     Help,
     /// The prompt input line.
     Input,
+    /// The save-as line.
+    SaveAs,
+    /// A yes/no question.
+    Confirm,
 }
 
 /// Where the key arrived.
@@ -55,6 +64,8 @@ pub enum Context {
     Main(Tab),
     Help,
     Input,
+    SaveAs,
+    Confirm,
 }
 
 impl Scope {
@@ -65,6 +76,8 @@ impl Scope {
             (Scope::Tabs(tabs), Context::Main(t)) => tabs.contains(&t),
             (Scope::Help, Context::Help) => true,
             (Scope::Input, Context::Input) => true,
+            (Scope::SaveAs, Context::SaveAs) => true,
+            (Scope::Confirm, Context::Confirm) => true,
             _ => false,
         }
     }
@@ -80,6 +93,8 @@ impl Scope {
                 .join(", "),
             Scope::Help => "help popup".into(),
             Scope::Input => "prompt line".into(),
+            Scope::SaveAs => "save-as line".into(),
+            Scope::Confirm => "overwrite question".into(),
         }
     }
 }
@@ -280,7 +295,7 @@ pub static BINDINGS: &[Binding] = &[
         hint: Some("toggle layer"),
     },
     Binding {
-        keys: &[(ch('s'), C::Sweep)],
+        keys: &[(ch('S'), C::Sweep)],
         scope: Scope::Tabs(&[Tab::Heads]),
         help: "(re)compute head importance",
         hint: None,
@@ -317,6 +332,18 @@ pub static BINDINGS: &[Binding] = &[
         keys: &[(ch('i'), C::SwitchImportance)],
         scope: Scope::Main,
         help: "head importance: ablation KL / gradient",
+        hint: None,
+    },
+    Binding {
+        keys: &[(ch('s'), C::Save)],
+        scope: Scope::Main,
+        help: "save the session in sessions/ (asks for a name)",
+        hint: Some("save"),
+    },
+    Binding {
+        keys: &[(ch('e'), C::ExportPlots)],
+        scope: Scope::Main,
+        help: "export the plots (PNG, SVG), saving first if needed",
         hint: None,
     },
     Binding {
@@ -382,6 +409,30 @@ pub static BINDINGS: &[Binding] = &[
         scope: Scope::Input,
         help: "leave the prompt unchanged",
         hint: Some("cancel"),
+    },
+    Binding {
+        keys: &[(k(KC::Enter), C::SubmitSave)],
+        scope: Scope::SaveAs,
+        help: "save under this name (empty: the default name)",
+        hint: Some("save"),
+    },
+    Binding {
+        keys: &[(k(KC::Esc), C::CancelPrompt)],
+        scope: Scope::SaveAs,
+        help: "do not save",
+        hint: Some("cancel"),
+    },
+    Binding {
+        keys: &[(ch('y'), C::ConfirmYes)],
+        scope: Scope::Confirm,
+        help: "overwrite the existing session file",
+        hint: Some("overwrite"),
+    },
+    Binding {
+        keys: &[(ch('n'), C::ConfirmNo), (k(KC::Esc), C::ConfirmNo)],
+        scope: Scope::Confirm,
+        help: "keep the existing file (nothing is written)",
+        hint: Some("keep"),
     },
 ];
 
@@ -496,7 +547,12 @@ mod tests {
         let ctxs: Vec<Context> = tabs
             .iter()
             .map(|&t| Context::Main(t))
-            .chain([Context::Help, Context::Input])
+            .chain([
+                Context::Help,
+                Context::Input,
+                Context::SaveAs,
+                Context::Confirm,
+            ])
             .collect();
         for ctx in ctxs {
             let keys: Vec<Key> = BINDINGS

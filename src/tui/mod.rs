@@ -11,6 +11,7 @@ pub mod compute;
 pub mod data;
 pub mod keymap;
 pub mod sample;
+pub mod saved;
 pub mod terminal;
 pub mod update;
 pub mod view;
@@ -37,6 +38,9 @@ use worker::Worker;
 
 /// `coconut-lens [OPTIONS]`: checks the arguments, then runs the explorer.
 pub fn main(args: &TuiArgs) -> Result<()> {
+    if let Some(path) = &args.session {
+        return main_session(args, path);
+    }
     let source = args.model.source()?;
     let prompt = if args.prompt.is_none() && args.prompt_file.is_none() {
         demo_prompt(&source).ok_or_else(|| {
@@ -76,7 +80,95 @@ pub fn main(args: &TuiArgs) -> Result<()> {
         ThoughtMode::Soft { top_k, top_p } => (top_k, top_p),
         _ => (args.run.soft_top_k, args.run.soft_top_p),
     };
-    run(source, device, dtype, params, soft)
+    let model_arg = args
+        .model
+        .model
+        .clone()
+        .unwrap_or_else(|| crate::cli::BUNDLED_MODEL.to_string());
+    let setup = Setup {
+        model_arg,
+        base_arg: args.model.base.clone(),
+        opened: None,
+    };
+    run(Ok(source), device, dtype, params, soft, setup)
+}
+
+/// `coconut-lens --session FILE`: everything is checked before the terminal is touched; a
+/// model that does not load (missing, unreadable) leads to the read-only view.
+fn main_session(args: &TuiArgs, path: &std::path::Path) -> Result<()> {
+    if args.model.model.is_some()
+        || args.model.base.is_some()
+        || args.prompt.is_some()
+        || args.prompt_file.is_some()
+    {
+        bail!(
+            "--session restores the model and the prompt of the session; drop --model, --base, --prompt and --prompt-file"
+        );
+    }
+    if args.run.thoughts.is_some()
+        || args.run.entropy_stop.is_some()
+        || !args.run.ablate_heads.is_empty()
+        || !args.run.ablate_layers.is_empty()
+    {
+        bail!(
+            "--session restores the thoughts and ablations of the session; drop --thoughts, --entropy-stop and --ablate-*"
+        );
+    }
+    let session = crate::session::Session::load(path)?;
+    let inputs = &session.inputs;
+    if args.top_k == 0 {
+        bail!("--top-k must be at least 1");
+    }
+    let defaults = RunParams {
+        prompt: String::new(),
+        thoughts: crate::thought::ThoughtCount::Fixed { n: 0 },
+        mode: ThoughtMode::Coconut,
+        max_new_tokens: args.run.max_new_tokens,
+        top_k: args.top_k,
+        context_tokens: args.context_tokens,
+        interventions: Default::default(),
+    };
+    let soft = (args.run.soft_top_k, args.run.soft_top_p);
+    let params = saved::params_of(inputs, &defaults, soft, args.run.max_thoughts)
+        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let soft = match params.mode {
+        ThoughtMode::Soft { top_k, top_p } => (top_k, top_p),
+        _ => soft,
+    };
+    // The session's device and dtype unless given.
+    let device: DeviceSpec = if args.model.device == "auto" {
+        inputs.device.parse().unwrap_or(DeviceSpec::Auto)
+    } else {
+        args.model.device.parse()?
+    };
+    let dtype = match &args.model.dtype {
+        Some(d) => Some(parse_dtype(d)?),
+        None => parse_dtype(&inputs.dtype).ok(),
+    };
+    if !std::io::stdout().is_terminal() {
+        bail!(
+            "the interactive explorer needs a terminal; for JSON output use `coconut-lens analyze`"
+        );
+    }
+    let source = if inputs.model == crate::cli::BUNDLED_MODEL {
+        Ok(ModelSource::Local(crate::cli::bundled_model_path()))
+    } else {
+        ModelSource::parse(&inputs.model, inputs.base.as_deref())
+    };
+    let setup = Setup {
+        model_arg: inputs.model.clone(),
+        base_arg: inputs.base.clone(),
+        opened: Some((path.to_path_buf(), Box::new(session))),
+    };
+    run(source, device, dtype, params, soft, setup)
+}
+
+/// What the app records beside the run settings.
+struct Setup {
+    model_arg: String,
+    base_arg: Option<String>,
+    /// A session reopened with `--session`, and its file.
+    opened: Option<(std::path::PathBuf, Box<crate::session::Session>)>,
 }
 
 /// The spinner's frame time, and the unit of [`update::SWEEP_DELAY_TICKS`].
@@ -123,17 +215,22 @@ fn input_action(ev: Event) -> Option<Action> {
 }
 
 fn run(
-    source: ModelSource,
+    source: Result<ModelSource>,
     device: DeviceSpec,
     dtype: Option<candle_core::DType>,
     params: RunParams,
     soft: (usize, f32),
+    setup: Setup,
 ) -> Result<()> {
     let (tx, rx) = mpsc::channel::<Ev>();
-    let load_source = source.clone();
+    let shown_source = match &source {
+        Ok(s) => s.to_string(),
+        Err(_) => setup.model_arg.clone(),
+    };
     let worker_tx = tx.clone();
     let worker = Worker::spawn(
         move || {
+            let load_source = source?;
             let device = device.open()?;
             let dtype = dtype.unwrap_or_else(|| crate::model::load::default_dtype(&device));
             load_model(&load_source, &device, dtype)
@@ -156,8 +253,13 @@ fn run(
         .context("cannot start the input thread")?;
 
     let size = guard.terminal.size()?;
-    let mut app = App::new(source.to_string(), params, (size.width, size.height));
+    let mut app = App::new(shown_source, params, (size.width, size.height));
     app.soft = soft;
+    app.model_arg = setup.model_arg;
+    app.base_arg = setup.base_arg;
+    if let Some((path, session)) = setup.opened {
+        saved::reopen(&mut app, path, session);
+    }
     let mut log = LatencyLog::from_env();
     // When each generation's job was asked for, and by which input.
     let mut asked: Option<(u64, Instant)> = None;
@@ -235,6 +337,23 @@ fn run(
                 (drawn - at).as_secs_f64() * 1e3
             ));
             asked = None;
+        }
+    }
+    // A save or export under way finishes before leaving (a killed write would leave its
+    // temporary file behind; the target file is never half-written either way).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while app.file_job && Instant::now() < deadline {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(Ev::Worker(msg @ (WorkerMsg::Saved { .. } | WorkerMsg::Exported { .. }))) => {
+                let _ = update::update(&mut app, Action::Worker(msg));
+                // An overwrite question cannot be answered any more.
+                if matches!(app.overlay, app::Overlay::Overwrite { .. }) {
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
     drop(guard);

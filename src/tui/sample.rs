@@ -2,11 +2,14 @@
 //! benchmarks (no weights needed).
 
 use super::data::{
-    Comparison, Importance, LensCell, ModelSummary, RunParams, RunSummary, RunView, Step, StepKind,
-    TokProb,
+    Comparison, Documents, Importance, LensCell, ModelSummary, RunParams, RunSummary, RunView,
+    Step, StepKind, TokProb,
 };
-use crate::analysis::BlockChoice;
+use crate::analysis::document::{
+    AnalysisDocument, AnswerAnalysis, Runtime, SCHEMA, ThoughtAnalysis, Timings, TokenInfo,
+};
 use crate::analysis::importance::ImportanceMethod;
+use crate::analysis::{BlockChoice, LensLayer, StepAnalysis, TokenProb};
 use crate::model::Interventions;
 use crate::thought::{ThoughtCount, ThoughtMode};
 
@@ -199,6 +202,7 @@ fn summary(steps: &[Step]) -> RunSummary {
 /// A run with the given interventions; the baseline is the run without them.
 pub fn run_view(shape: SampleShape, interventions: Interventions) -> RunView {
     let base_steps = steps(shape, 0);
+    let base_doc_steps = base_steps.clone();
     let baseline = summary(&base_steps);
     let ablated = !interventions.is_empty();
     let steps = if ablated {
@@ -207,6 +211,7 @@ pub fn run_view(shape: SampleShape, interventions: Interventions) -> RunView {
         base_steps
     };
     let summary = summary(&steps);
+    let doc_steps = steps.clone();
     let comparison = if ablated {
         Comparison {
             baseline,
@@ -243,8 +248,95 @@ pub fn run_view(shape: SampleShape, interventions: Interventions) -> RunView {
                 distance: 0.05 * n as f32 + 0.01,
             })
             .collect(),
+        documents: Some(Box::new(Documents {
+            baseline: document(shape, &base_doc_steps, 0),
+            current: document(shape, &doc_steps, 0),
+        })),
         comparison,
         compute_ms: 12.0,
+    }
+}
+
+/// The analysis document of sample steps (thoughts and the first answer step).
+pub fn document(shape: SampleShape, steps: &[Step], _salt: usize) -> AnalysisDocument {
+    let analysis = |s: &Step| StepAnalysis {
+        position: s.position,
+        entropy: s.entropy(),
+        lens: s
+            .lens
+            .iter()
+            .enumerate()
+            .map(|(layer, c)| LensLayer {
+                layer,
+                top: c
+                    .top
+                    .iter()
+                    .map(|t| TokenProb {
+                        id: t.id,
+                        text: t.text.clone(),
+                        prob: t.prob,
+                    })
+                    .collect(),
+            })
+            .collect(),
+        angular: s.angular.clone(),
+    };
+    let answers: Vec<&Step> = steps
+        .iter()
+        .filter(|s| matches!(s.kind, StepKind::Answer(_)))
+        .collect();
+    let ids: Vec<u32> = answers
+        .iter()
+        .filter_map(|s| s.output().map(|t| t.id))
+        .collect();
+    AnalysisDocument {
+        schema: SCHEMA.to_string(),
+        model: crate::model::ModelInfo {
+            arch: crate::model::Arch::Gpt2,
+            layers: shape.layers,
+            heads: shape.heads,
+            kv_heads: shape.heads,
+            d_model: 64,
+            vocab: WORDS.len(),
+            context: 1024,
+            eos_ids: vec![],
+        },
+        runtime: Runtime {
+            device: "cpu".into(),
+            dtype: "f32".into(),
+        },
+        tokens: (0..shape.prompt_len)
+            .map(|i| TokenInfo {
+                id: (i % WORDS.len()) as u32,
+                text: word(i).to_string(),
+            })
+            .collect(),
+        thoughts: steps
+            .iter()
+            .filter_map(|s| match s.kind {
+                StepKind::Thought(k) => Some(ThoughtAnalysis {
+                    index: k,
+                    step: analysis(s),
+                }),
+                _ => None,
+            })
+            .collect(),
+        answer: AnswerAnalysis {
+            text: answers
+                .iter()
+                .filter_map(|s| s.output().map(|t| t.text.clone()))
+                .collect::<Vec<_>>()
+                .join(" "),
+            ids,
+            first: answers
+                .first()
+                .map(|s| analysis(s))
+                .expect("an answer step"),
+        },
+        blocks: vec![],
+        head_importance: None,
+        layer_importance: None,
+        timings: Timings::default(),
     }
 }
 
@@ -252,6 +344,7 @@ pub fn importance(shape: SampleShape, method: ImportanceMethod) -> Importance {
     Importance {
         method,
         target: "###".into(),
+        target_id: 13,
         heads: (0..shape.layers)
             .map(|l| {
                 (0..shape.heads)

@@ -6,8 +6,9 @@ use tui_input::backend::crossterm::to_input_request;
 use tui_input::{Input, InputRequest};
 
 use super::app::{Action, App, ImportanceState, Overlay, Status, Tab};
-use super::data::{Job, RunView, StepKind, WorkerMsg};
+use super::data::{Job, RunView, SaveOutcome, StepKind, WorkerMsg};
 use super::keymap::{Command, lookup};
+use super::saved::{restore_view, same_results, session_of};
 use super::view::{Hit, hit_test};
 use crate::analysis::importance::ImportanceMethod;
 use crate::thought::{ThoughtCount, ThoughtMode};
@@ -25,7 +26,7 @@ pub fn update(app: &mut App, action: Action) -> Option<Job> {
             match lookup(ctx, &ev) {
                 Some(cmd) => command(app, cmd),
                 None => {
-                    if let Overlay::Input(input) = &mut app.overlay
+                    if let Overlay::Input(input) | Overlay::SaveAs(input) = &mut app.overlay
                         && let Some(req) = to_input_request(&Event::Key(ev))
                     {
                         input.handle(req);
@@ -35,7 +36,7 @@ pub fn update(app: &mut App, action: Action) -> Option<Job> {
             }
         }
         Action::Paste(text) => {
-            if let Overlay::Input(input) = &mut app.overlay {
+            if let Overlay::Input(input) | Overlay::SaveAs(input) = &mut app.overlay {
                 for c in text.chars() {
                     let c = if c.is_control() { ' ' } else { c };
                     input.handle(InputRequest::InsertChar(c));
@@ -86,6 +87,9 @@ fn set_status(app: &mut App, text: impl Into<String>, error: bool) {
 /// The settings changed: a new generation and a run of it.
 fn new_run(app: &mut App) -> Option<Job> {
     app.model.as_ref()?;
+    if app.read_only.is_some() {
+        return None;
+    }
     app.generation += 1;
     app.running = true;
     app.sweep_at = None;
@@ -100,6 +104,9 @@ fn new_run(app: &mut App) -> Option<Job> {
 /// Starts the head sweep when the Heads tab needs it and it is not there yet.
 fn want_importance(app: &mut App, force: bool) -> Option<Job> {
     app.model.as_ref()?;
+    if app.read_only.is_some() {
+        return None;
+    }
     let run_ok = app.run.as_ref().is_some_and(|r| r.params == app.params);
     if app.tab != Tab::Heads || app.running || !run_ok {
         return None;
@@ -177,8 +184,119 @@ fn clamp_layer(app: &mut App) {
     app.layer = app.layer.clamp(lo, hi);
 }
 
+/// Commands that change the run: refused when the saved results are shown read-only.
+fn changes_the_run(cmd: Command) -> bool {
+    matches!(
+        cmd,
+        Command::ToggleHead
+            | Command::ToggleLayer
+            | Command::Reset
+            | Command::MoreThoughts
+            | Command::FewerThoughts
+            | Command::CycleMode
+            | Command::EditPrompt
+            | Command::SwitchImportance
+            | Command::Sweep
+    )
+}
+
+/// The save job of the state shown (`path: None`: the default name).
+fn save_job(
+    app: &mut App,
+    path: Option<std::path::PathBuf>,
+    overwrite: bool,
+    export: bool,
+) -> Option<Job> {
+    match session_of(app) {
+        Ok(session) => {
+            app.file_job = true;
+            set_status(
+                app,
+                if export {
+                    "saving, then exporting the plots…"
+                } else {
+                    "saving…"
+                },
+                false,
+            );
+            Some(Job::Save {
+                session: Box::new(session),
+                path,
+                overwrite,
+                export,
+            })
+        }
+        Err(e) => {
+            set_status(app, e, true);
+            None
+        }
+    }
+}
+
 fn command(app: &mut App, cmd: Command) -> Option<Job> {
+    if changes_the_run(cmd)
+        && let Some(why) = &app.read_only
+    {
+        let text = format!(
+            "read-only session: the model is not available ({why}); reopen with the model to change the run"
+        );
+        set_status(app, text, true);
+        return None;
+    }
     match cmd {
+        Command::Save => {
+            if app.run.is_none() {
+                set_status(app, "nothing to save yet", true);
+                return None;
+            }
+            app.overlay = Overlay::SaveAs(Input::default());
+            None
+        }
+        Command::SubmitSave => {
+            let Overlay::SaveAs(input) = std::mem::take(&mut app.overlay) else {
+                return None;
+            };
+            let path = super::saved::save_path(input.value());
+            save_job(app, path, false, false)
+        }
+        Command::ExportPlots => {
+            let session = match session_of(app) {
+                Ok(s) => s,
+                Err(e) => {
+                    set_status(app, e, true);
+                    return None;
+                }
+            };
+            match &app.saved {
+                Some((path, saved)) if same_results(saved, &session) => {
+                    let path = path.clone();
+                    app.file_job = true;
+                    set_status(app, "exporting the plots…", false);
+                    Some(Job::Export {
+                        session: Box::new(session),
+                        path,
+                    })
+                }
+                // Not saved yet (or changed since): save under the default name first.
+                _ => save_job(app, None, false, true),
+            }
+        }
+        Command::ConfirmYes => {
+            let Overlay::Overwrite { path, export } = std::mem::take(&mut app.overlay) else {
+                return None;
+            };
+            save_job(app, Some(path), true, export)
+        }
+        Command::ConfirmNo => {
+            if let Overlay::Overwrite { path, .. } = std::mem::take(&mut app.overlay) {
+                set_status(
+                    app,
+                    format!("not saved: kept the existing {}", path.display()),
+                    false,
+                );
+            }
+            None
+        }
         Command::Quit => {
             app.should_quit = true;
             None
@@ -299,6 +417,9 @@ fn command(app: &mut App, cmd: Command) -> Option<Job> {
             new_run(app)
         }
         Command::CancelPrompt => {
+            if matches!(app.overlay, Overlay::SaveAs(_)) {
+                set_status(app, "not saved", false);
+            }
             app.overlay = Overlay::None;
             None
         }
@@ -457,6 +578,11 @@ fn worker(app: &mut App, msg: WorkerMsg) -> Option<Job> {
             new_run(app)
         }
         WorkerMsg::LoadFailed(e) => {
+            if app.opened.is_some() {
+                // A reopened session: show what it saved.
+                super::saved::open_read_only(app, &e);
+                return None;
+            }
             app.fatal = Some(e);
             app.should_quit = true;
             None
@@ -473,6 +599,9 @@ fn worker(app: &mut App, msg: WorkerMsg) -> Option<Job> {
                         None => initial_step(&view),
                     };
                     app.run = Some(*view);
+                    if let Some(v) = app.restore.take() {
+                        restore_view(app, &v);
+                    }
                     clamp_layer(app);
                     if app.tab == Tab::Heads {
                         app.sweep_at = Some(app.ticks + SWEEP_DELAY_TICKS);
@@ -529,7 +658,59 @@ fn worker(app: &mut App, msg: WorkerMsg) -> Option<Job> {
             if matches!(app.importance, ImportanceState::Running { request: r, .. } if r == request)
             {
                 app.importance = ImportanceState::Cancelled;
-                set_status(app, "head sweep cancelled; s starts it again", false);
+                set_status(app, "head sweep cancelled; S starts it again", false);
+            }
+            None
+        }
+        WorkerMsg::Saved {
+            session,
+            export,
+            outcome,
+        } => {
+            match outcome {
+                SaveOutcome::Saved { path, ms } => {
+                    app.file_job = export;
+                    let text = if export {
+                        format!(
+                            "saved {} ({ms:.0} ms); exporting the plots…",
+                            path.display()
+                        )
+                    } else {
+                        format!("saved {} ({ms:.0} ms)", path.display())
+                    };
+                    set_status(app, text, false);
+                    app.saved = Some((path, session));
+                }
+                SaveOutcome::Exists(path) => {
+                    app.file_job = false;
+                    set_status(
+                        app,
+                        format!("{} exists: overwrite it? y/n", path.display()),
+                        false,
+                    );
+                    app.overlay = Overlay::Overwrite { path, export };
+                }
+                SaveOutcome::Failed(e) => {
+                    app.file_job = false;
+                    set_status(app, format!("save failed: {e}"), true);
+                }
+            }
+            None
+        }
+        WorkerMsg::Exported { result } => {
+            app.file_job = false;
+            match result {
+                Ok(r) => set_status(
+                    app,
+                    format!(
+                        "exported {} plots to {}/ in {:.0} ms",
+                        r.files,
+                        r.dir.display(),
+                        r.ms
+                    ),
+                    false,
+                ),
+                Err(e) => set_status(app, format!("export failed: {e}"), true),
             }
             None
         }

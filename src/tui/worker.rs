@@ -35,9 +35,13 @@ struct Shared {
     wake: Condvar,
 }
 
+/// Where the worker's reports go.
+type Out = Arc<dyn Fn(WorkerMsg) + Send + Sync>;
+
 pub struct Worker {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+    out: Out,
 }
 
 impl Worker {
@@ -45,21 +49,48 @@ impl Worker {
     /// to say goes to `out`.
     pub fn spawn(
         load: impl FnOnce() -> Result<LoadedModel> + Send + 'static,
-        out: impl Fn(WorkerMsg) + Send + 'static,
+        out: impl Fn(WorkerMsg) + Send + Sync + 'static,
     ) -> Self {
         let shared = Arc::new(Shared::default());
         let sh = shared.clone();
+        let out: Out = Arc::new(out);
+        let thread_out = out.clone();
         let thread = std::thread::Builder::new()
             .name(THREAD_NAME.to_string())
-            .spawn(move || serve(load, out, sh))
+            .spawn(move || serve(load, &*thread_out, sh))
             .expect("spawn the worker thread");
         Worker {
             shared,
             thread: Some(thread),
+            out,
         }
     }
 
+    /// Hands a job over. Computations go to the worker thread (latest wins); file jobs (save,
+    /// export) need no model and run at once on a thread of their own, so they neither wait for
+    /// nor cancel a computation.
     pub fn submit(&self, job: Job) {
+        if job.is_file_job() {
+            let out = self.out.clone();
+            let spawned = std::thread::Builder::new()
+                .name("coconut-lens-files".into())
+                .spawn(move || {
+                    let report = out.clone();
+                    if let Err(p) =
+                        catch_unwind(AssertUnwindSafe(|| super::saved::run_file_job(job, &*out)))
+                    {
+                        report(WorkerMsg::Exported {
+                            result: Err(panic_text(p)),
+                        });
+                    }
+                });
+            if let Err(e) = spawned {
+                (self.out)(WorkerMsg::Exported {
+                    result: Err(format!("cannot start the file thread: {e}")),
+                });
+            }
+            return;
+        }
         let mut slot = self.shared.slot.lock().expect("worker slot");
         match job {
             Job::Cancel => {
@@ -117,7 +148,11 @@ fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
     format!("internal error: {what}")
 }
 
-fn serve(load: impl FnOnce() -> Result<LoadedModel>, out: impl Fn(WorkerMsg), shared: Arc<Shared>) {
+fn serve(
+    load: impl FnOnce() -> Result<LoadedModel>,
+    out: &(dyn Fn(WorkerMsg) + Send + Sync),
+    shared: Arc<Shared>,
+) {
     let lm = match catch_unwind(AssertUnwindSafe(load)) {
         Ok(Ok(lm)) => lm,
         Ok(Err(e)) => {
@@ -147,7 +182,7 @@ fn serve(load: impl FnOnce() -> Result<LoadedModel>, out: impl Fn(WorkerMsg), sh
             }
         };
         let result = catch_unwind(AssertUnwindSafe(|| {
-            run_job(&lm, &job, &cancel, &mut cache, &out)
+            run_job(&lm, &job, &cancel, &mut cache, out)
         }));
         if let Err(p) = result {
             cache.clear();
@@ -166,7 +201,7 @@ fn serve(load: impl FnOnce() -> Result<LoadedModel>, out: impl Fn(WorkerMsg), sh
                     request,
                     result: Err(e),
                 }),
-                Job::Cancel => {}
+                _ => {}
             }
         }
         shared.slot.lock().expect("worker slot").running = None;
@@ -178,7 +213,7 @@ fn run_job(
     job: &Job,
     cancel: &AtomicBool,
     cache: &mut BaselineCache,
-    out: &impl Fn(WorkerMsg),
+    out: &dyn Fn(WorkerMsg),
 ) {
     match job {
         Job::Run { generation, params } => {
@@ -219,6 +254,7 @@ fn run_job(
                 });
             }
         }
-        Job::Cancel => {}
+        // Cancel is handled on submit; file jobs never reach this thread.
+        _ => {}
     }
 }

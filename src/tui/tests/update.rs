@@ -393,7 +393,7 @@ fn quick_toggles_do_not_start_sweeps_in_between() {
 }
 
 #[test]
-fn esc_cancels_the_sweep_and_s_restarts_it() {
+fn esc_cancels_the_sweep_and_shift_s_restarts_it() {
     let mut app = ready(S);
     let (_, request, _) = sweep_job(update(&mut app, key('3')));
     assert_eq!(update(&mut app, code(KeyCode::Esc)), Some(Job::Cancel));
@@ -410,7 +410,7 @@ fn esc_cancels_the_sweep_and_s_restarts_it() {
         None,
         "a cancelled sweep waits for s"
     );
-    sweep_job(update(&mut app, key('s')));
+    sweep_job(update(&mut app, key('S')));
 }
 
 #[test]
@@ -434,9 +434,9 @@ fn a_superseded_sweep_does_not_cancel_its_successor() {
         app.current_importance().map(|i| i.method),
         Some(ImportanceMethod::Gradient)
     );
-    // 's' while a sweep runs restarts it; the old one's cancellation is ignored.
-    let (_, third, _) = sweep_job(update(&mut app, key('s')));
-    let (_, fourth, _) = sweep_job(update(&mut app, key('s')));
+    // 'S' while a sweep runs restarts it; the old one's cancellation is ignored.
+    let (_, third, _) = sweep_job(update(&mut app, key('S')));
+    let (_, fourth, _) = sweep_job(update(&mut app, key('S')));
     update(
         &mut app,
         Action::Worker(WorkerMsg::Cancelled { request: third }),
@@ -591,4 +591,244 @@ fn resize_and_ticks() {
     assert_eq!(app.size, (90, 30));
     update(&mut app, Action::Tick);
     assert_eq!(app.ticks, 1);
+}
+
+fn saved_msg(session: crate::session::Session, export: bool, path: &str) -> Action {
+    Action::Worker(WorkerMsg::Saved {
+        session: Box::new(session),
+        export,
+        outcome: crate::tui::data::SaveOutcome::Saved {
+            path: path.into(),
+            ms: 3.0,
+        },
+    })
+}
+
+#[test]
+fn s_asks_for_a_name_and_enter_saves_under_the_default_name() {
+    let mut app = ready(S);
+    app.tab = Tab::Heads;
+    app.head = (2, 3);
+    assert!(update(&mut app, key('s')).is_none());
+    assert!(matches!(app.overlay, Overlay::SaveAs(_)));
+    // Keys type into the line instead of acting: `q` does not quit.
+    assert!(update(&mut app, key('q')).is_none());
+    assert!(!app.should_quit);
+    update(&mut app, code(KeyCode::Backspace));
+    let job = update(&mut app, code(KeyCode::Enter));
+    let Some(Job::Save {
+        session,
+        path,
+        overwrite,
+        export,
+    }) = job
+    else {
+        panic!("a save job, got {job:?}");
+    };
+    assert_eq!((path, overwrite, export), (None, false, false));
+    assert!(matches!(app.overlay, Overlay::None));
+    assert!(app.file_job && app.busy());
+    assert_eq!(session.view.tab, "heads");
+    assert_eq!((session.view.layer, session.view.head), (2, 3));
+    let docs = app.run.as_ref().unwrap().documents.as_ref().unwrap();
+    assert_eq!(session.current, docs.current);
+    assert_eq!(session.baseline, docs.baseline);
+    assert_eq!(session.inputs.prompt, app.params.prompt);
+    assert_eq!(session.inputs.thoughts, S.thoughts.to_string());
+    update(&mut app, saved_msg(*session, false, "sessions/x.json"));
+    assert!(!app.file_job);
+    let st = app.status.as_ref().unwrap();
+    assert!(
+        !st.error && st.text.contains("saved sessions/x.json"),
+        "{st:?}"
+    );
+}
+
+#[test]
+fn a_typed_name_goes_into_sessions_and_esc_saves_nothing() {
+    let mut app = ready(S);
+    update(&mut app, key('s'));
+    update(&mut app, Action::Paste("my run".into()));
+    match update(&mut app, code(KeyCode::Enter)) {
+        Some(Job::Save { path, .. }) => {
+            assert_eq!(path, Some("sessions/my run.json".into()))
+        }
+        other => panic!("{other:?}"),
+    }
+    update(&mut app, key('s'));
+    assert!(update(&mut app, code(KeyCode::Esc)).is_none());
+    assert!(matches!(app.overlay, Overlay::None));
+    assert_eq!(app.status.as_ref().unwrap().text, "not saved");
+}
+
+#[test]
+fn an_existing_file_is_overwritten_only_after_yes() {
+    let mut app = ready(S);
+    let session = crate::tui::saved::session_of(&app).unwrap();
+    let exists = |export| {
+        Action::Worker(WorkerMsg::Saved {
+            session: Box::new(session.clone()),
+            export,
+            outcome: crate::tui::data::SaveOutcome::Exists("sessions/a.json".into()),
+        })
+    };
+    update(&mut app, exists(false));
+    assert!(
+        matches!(&app.overlay, Overlay::Overwrite { path, export: false } if path.to_str() == Some("sessions/a.json"))
+    );
+    assert!(
+        app.status
+            .as_ref()
+            .unwrap()
+            .text
+            .contains("overwrite it? y/n")
+    );
+    // Other keys do nothing while asking.
+    assert!(update(&mut app, key('m')).is_none());
+    assert!(update(&mut app, key('n')).is_none());
+    assert!(matches!(app.overlay, Overlay::None));
+    assert!(
+        app.status
+            .as_ref()
+            .unwrap()
+            .text
+            .contains("kept the existing")
+    );
+
+    update(&mut app, exists(true));
+    match update(&mut app, key('y')) {
+        Some(Job::Save {
+            path,
+            overwrite: true,
+            export: true,
+            ..
+        }) => assert_eq!(path, Some("sessions/a.json".into())),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_failed_save_is_red_and_keeps_the_result() {
+    let mut app = ready(S);
+    let before = app.run.clone();
+    let session = crate::tui::saved::session_of(&app).unwrap();
+    update(
+        &mut app,
+        Action::Worker(WorkerMsg::Saved {
+            session: Box::new(session),
+            export: false,
+            outcome: crate::tui::data::SaveOutcome::Failed("disk full".into()),
+        }),
+    );
+    let st = app.status.as_ref().unwrap();
+    assert!(st.error && st.text.contains("disk full"));
+    assert_eq!(app.run, before);
+    assert!(app.saved.is_none());
+}
+
+#[test]
+fn e_saves_first_then_exports_next_to_the_saved_file() {
+    let mut app = ready(S);
+    let Some(Job::Save {
+        session,
+        path: None,
+        export: true,
+        ..
+    }) = update(&mut app, key('e'))
+    else {
+        panic!("e saves first");
+    };
+    update(&mut app, saved_msg(*session, true, "sessions/b.json"));
+    assert!(app.file_job, "the export is still under way");
+    assert!(app.status.as_ref().unwrap().text.contains("exporting"));
+    update(
+        &mut app,
+        Action::Worker(WorkerMsg::Exported {
+            result: Ok(crate::tui::data::ExportReport {
+                dir: "sessions/b".into(),
+                files: 10,
+                ms: 420.0,
+            }),
+        }),
+    );
+    assert!(!app.file_job);
+    assert_eq!(
+        app.status.as_ref().unwrap().text,
+        "exported 10 plots to sessions/b/ in 420 ms"
+    );
+    // Saved and unchanged: `e` exports straight away.
+    match update(&mut app, key('e')) {
+        Some(Job::Export { path, .. }) => assert_eq!(path.to_str(), Some("sessions/b.json")),
+        other => panic!("{other:?}"),
+    }
+    // A new result is not the saved one: `e` saves it first.
+    app.file_job = false;
+    app.tab = Tab::Heads;
+    let (g, _) = run_job(update(&mut app, key(' ')));
+    deliver(&mut app, g, S);
+    assert!(matches!(
+        update(&mut app, key('e')),
+        Some(Job::Save { export: true, .. })
+    ));
+}
+
+#[test]
+fn the_saved_head_importance_is_that_of_the_result_shown() {
+    let mut app = ready(S);
+    app.importance_method = ImportanceMethod::Gradient;
+    app.importance_result = Some((
+        app.generation,
+        sample::importance(S, ImportanceMethod::Gradient),
+    ));
+    let s = crate::tui::saved::session_of(&app).unwrap();
+    let hi = s.current.head_importance.as_ref().unwrap();
+    assert_eq!(hi.method, "gradient");
+    assert_eq!(hi.values.len(), S.layers);
+    assert_eq!(s.inputs.importance_method.as_deref(), Some("gradient"));
+    assert!(s.current.layer_importance.is_some());
+    // Of an older generation: not saved.
+    app.generation += 1;
+    let s = crate::tui::saved::session_of(&app).unwrap();
+    assert!(s.current.head_importance.is_none());
+}
+
+#[test]
+fn a_session_that_cannot_load_its_model_is_shown_read_only() {
+    let app0 = ready(S);
+    let mut session = crate::tui::saved::session_of(&app0).unwrap();
+    session.view = crate::session::ViewState {
+        tab: "layers".into(),
+        step: 2,
+        layer: 3,
+        head: 1,
+    };
+    let mut app = App::new("gone".into(), sample::params(S), (120, 40));
+    crate::tui::saved::reopen(&mut app, "sessions/s.json".into(), Box::new(session));
+    assert!(
+        update(
+            &mut app,
+            Action::Worker(WorkerMsg::LoadFailed("no such folder".into()))
+        )
+        .is_none()
+    );
+    assert!(!app.should_quit && app.fatal.is_none());
+    assert_eq!(app.read_only.as_deref(), Some("no such folder"));
+    assert_eq!((app.tab, app.step, app.layer), (Tab::Layers, 2, 3));
+    assert!(!app.busy());
+    let run = app.run.as_ref().unwrap();
+    // Thoughts and the first answer step only; no attention.
+    assert_eq!(run.steps.len(), S.thoughts + 1);
+    assert!(run.steps.iter().all(|s| s.attention.is_none()));
+    // Changing the run is refused, with the reason.
+    for k in [' ', 'm', '+', 'r', 'p'] {
+        app.tab = Tab::Heads;
+        assert!(update(&mut app, key(k)).is_none(), "{k}");
+        let st = app.status.as_ref().unwrap();
+        assert!(st.error && st.text.contains("read-only"), "{k}: {st:?}");
+    }
+    // Export works from the saved file.
+    assert!(matches!(
+        update(&mut app, key('e')),
+        Some(Job::Export { .. })
+    ));
 }

@@ -64,6 +64,18 @@ fn pattern<'a>(app: &App, run: &'a RunView, step: usize) -> Option<&'a [f32]> {
 }
 
 pub fn render(app: &App, run: &RunView, body: Rect, frame: &mut Frame) {
+    if app.read_only.is_some() {
+        let msg = "Attention is not saved in session files: reopen the session with its model \
+                   available to see it.";
+        frame.render_widget(
+            Paragraph::new(msg)
+                .alignment(ratatui::layout::Alignment::Center)
+                .wrap(ratatui::widgets::Wrap { trim: true })
+                .dark_gray(),
+            body,
+        );
+        return;
+    }
     let g = geom(app, run, body);
     let (l, h) = app.head;
     let rows = app.query_steps();

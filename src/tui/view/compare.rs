@@ -22,7 +22,10 @@ fn tops(t: &[TokProb], width: usize) -> String {
 
 /// A probability that may be tiny (a product over many tokens).
 fn prob_text(p: f32) -> String {
-    if p > 0.0 && p < 1e-3 {
+    if !p.is_finite() {
+        // Not known (a saved session keeps only the first answer token's probability).
+        "n/a".to_string()
+    } else if p > 0.0 && p < 1e-3 {
         format!("{p:.2e}")
     } else {
         format!("{p:.4}")
@@ -146,12 +149,20 @@ pub fn render(app: &App, run: &RunView, body: Rect, frame: &mut Frame) {
     let inner = panel(frame, bottom, Line::from(" Effect on the answer ").bold());
     let mut lines = vec![Line::from(vec![
         Span::raw("KL(baseline ‖ current) of the first answer token ").dark_gray(),
-        Span::raw(format!("{} nats", num(cmp.kl_first, 8))).bold(),
+        Span::raw(if cmp.kl_first.is_finite() {
+            format!("{} nats", num(cmp.kl_first, 8))
+        } else {
+            "n/a (not in the session)".to_string()
+        })
+        .bold(),
     ])];
     let mut kl = vec![Span::raw("KL at each answer position while the answers agree ").dark_gray()];
     for (i, v) in cmp.kl_aligned.iter().enumerate() {
         kl.push(Span::raw(format!("A{} ", i + 1)).fg(ANSWER));
         kl.push(Span::raw(format!("{}  ", num(*v, 6))));
+    }
+    if cmp.kl_aligned.is_empty() && !cmp.kl_first.is_finite() {
+        kl.push(Span::raw("n/a"));
     }
     lines.push(Line::from(kl));
     lines.push(match cmp.divergence {

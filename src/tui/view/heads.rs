@@ -164,10 +164,13 @@ fn render_side(app: &App, shown: Option<&Importance>, stale: bool, area: Rect, f
         ImportanceState::Running { done, total, .. } => {
             Some(Line::from(format!("computing… {done}/{total}").cyan()))
         }
-        ImportanceState::Cancelled => Some(Line::from("sweep cancelled · s restarts".yellow())),
+        ImportanceState::Cancelled => Some(Line::from("sweep cancelled · S restarts".yellow())),
         ImportanceState::Failed(e) => Some(Line::from(fit(&format!("failed: {e}"), w).red())),
+        ImportanceState::Idle if shown.is_none() && app.read_only.is_some() => Some(Line::from(
+            "not saved in this session (read-only)".dark_gray(),
+        )),
         ImportanceState::Idle if shown.is_none() => {
-            Some(Line::from("not computed yet · s computes".dark_gray()))
+            Some(Line::from("not computed yet · S computes".dark_gray()))
         }
         ImportanceState::Idle => None,
     };

@@ -126,7 +126,11 @@ fn render_detail(run: &RunView, (layer, step): (usize, usize), area: Rect, frame
     lines.push(Line::from(""));
     lines.push(Line::from(vec![
         Span::raw("entropy ").dark_gray(),
-        Span::raw(format!("{:.2} nats", cell.entropy)),
+        Span::raw(if cell.entropy.is_finite() {
+            format!("{:.2} nats", cell.entropy)
+        } else {
+            "n/a (not in the session)".to_string()
+        }),
     ]));
     if let Some(t) = &run.target {
         lines.push(Line::from(vec![

@@ -81,7 +81,7 @@ pub fn render(app: &App, frame: &mut Frame) {
     let a = areas(area);
     render_header(app, a.header, frame);
     match &app.overlay {
-        Overlay::Input(_) => render_input(app, a.timeline, frame),
+        Overlay::Input(_) | Overlay::SaveAs(_) => render_input(app, a.timeline, frame),
         _ => render_timeline(app, a.timeline, frame),
     }
     render_tabs(app, a.tabs, frame);
@@ -248,6 +248,13 @@ fn render_header(app: &App, area: Rect, frame: &mut Frame) {
         Some(r) => format!("last run {:.0} ms", r.compute_ms),
         None => "running…".to_string(),
     };
+    let last = if app.read_only.is_some() {
+        Span::raw("READ-ONLY: saved results, model not available")
+            .fg(Color::Yellow)
+            .bold()
+    } else {
+        Span::raw(last)
+    };
     let line2 = Line::from(vec![
         Span::raw(" mode ").dark_gray(),
         Span::raw(mode_label(&app.params.mode)).bold(),
@@ -265,7 +272,7 @@ fn render_header(app: &App, area: Rect, frame: &mut Frame) {
             ablated_style,
         ),
         sep(),
-        Span::raw(last),
+        last,
     ]);
     frame.render_widget(Paragraph::new(vec![line1, line2]), area);
 }
@@ -330,6 +337,17 @@ pub fn timeline_segments(app: &App, run: &RunView, avail: u16) -> Vec<Segment> {
                     .map_or_else(|| format!("A{}", a + 1), |t| t.text.clone());
                 segs.push((text, Style::default().fg(ANSWER), Some(i)));
             }
+        }
+    }
+    // A saved session has the first answer step only: its later answer tokens, not selectable.
+    let answer_steps = run
+        .steps
+        .iter()
+        .filter(|s| matches!(s.kind, StepKind::Answer(_)))
+        .count();
+    if answer_steps > 0 {
+        for t in run.summary.answer.iter().skip(answer_steps) {
+            segs.push((t.text.clone(), Style::default().fg(ANSWER).dim(), None));
         }
     }
     for (text, style, step) in segs.iter_mut() {
@@ -422,11 +440,16 @@ fn render_timeline(app: &App, area: Rect, frame: &mut Frame) {
 }
 
 fn render_input(app: &App, area: Rect, frame: &mut Frame) {
-    let Overlay::Input(input) = &app.overlay else {
-        return;
+    let (input, title) = match &app.overlay {
+        Overlay::Input(input) => (input, " Prompt · Enter runs · Esc cancels "),
+        Overlay::SaveAs(input) => (
+            input,
+            " Save session as (in sessions/) · Enter saves · empty: sessions/<timestamp>-<slug>.json · Esc cancels ",
+        ),
+        _ => return,
     };
     let block = Block::bordered()
-        .title(" Prompt · Enter runs · Esc cancels ")
+        .title(title)
         .border_style(Style::default().fg(KEY));
     let inner = block.inner(area);
     frame.render_widget(block, area);

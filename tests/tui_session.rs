@@ -1,0 +1,309 @@
+//! Sessions in the explorer, end to end on the tiny GPT-2 fixture: `s` saves what is shown,
+//! `--session` reopens it (with the model: recomputed, same results, same view; without it:
+//! the saved results read-only with a notice), `e` exports the plots next to the file.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use coconut_lens::model::{Interventions, ModelSource, load_model};
+use coconut_lens::session::Session;
+use coconut_lens::thought::{ThoughtCount, ThoughtMode};
+use coconut_lens::tui::app::{Action, App, Tab};
+use coconut_lens::tui::data::{RunParams, WorkerMsg};
+use coconut_lens::tui::saved::{params_of, reopen, session_of};
+use coconut_lens::tui::update::update;
+use coconut_lens::tui::view::render;
+use coconut_lens::tui::worker::Worker;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+struct Harness {
+    app: App,
+    worker: Worker,
+    rx: mpsc::Receiver<WorkerMsg>,
+}
+
+impl Harness {
+    /// An app on `app`, its worker loading the fixture (or failing to, without a model).
+    fn new(app: App, model: Option<&str>) -> Self {
+        let dir = model.map(common::model_dir);
+        let (tx, rx) = mpsc::channel();
+        let worker = Worker::spawn(
+            move || {
+                let dir = dir.ok_or_else(|| anyhow!("cannot find the model folder"))?;
+                load_model(
+                    &ModelSource::Local(dir),
+                    &candle_core::Device::Cpu,
+                    candle_core::DType::F32,
+                )
+            },
+            move |m| {
+                let _ = tx.send(m);
+            },
+        );
+        let mut h = Harness { app, worker, rx };
+        h.settle();
+        h
+    }
+
+    fn act(&mut self, action: Action) {
+        if let Some(job) = update(&mut self.app, action) {
+            self.worker.submit(job);
+        }
+        self.settle();
+    }
+
+    fn key(&mut self, code: KeyCode) {
+        self.act(Action::Key(KeyEvent::new(code, KeyModifiers::NONE)));
+    }
+
+    fn ch(&mut self, c: char) {
+        self.key(KeyCode::Char(c));
+    }
+
+    fn settle(&mut self) {
+        let start = std::time::Instant::now();
+        while self.app.busy() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "the worker answers"
+            );
+            let action = match self.rx.recv_timeout(Duration::from_millis(20)) {
+                Ok(msg) => Action::Worker(msg),
+                Err(_) => Action::Tick,
+            };
+            if let Some(job) = update(&mut self.app, action) {
+                self.worker.submit(job);
+            }
+            assert!(self.app.fatal.is_none(), "{:?}", self.app.fatal);
+        }
+    }
+
+    fn screen(&self) -> Vec<String> {
+        let mut t = Terminal::new(TestBackend::new(120, 40)).unwrap();
+        t.draw(|f| render(&self.app, f)).unwrap();
+        let buf = t.backend().buffer().clone();
+        (0..40)
+            .map(|y| (0..120).map(|x| buf[(x, y)].symbol().to_string()).collect())
+            .collect()
+    }
+}
+
+fn params() -> RunParams {
+    RunParams {
+        prompt: "Every wumpus is a yumpus. Alex is a wumpus. Is Alex a yumpus?".into(),
+        thoughts: ThoughtCount::Fixed { n: 3 },
+        mode: ThoughtMode::Coconut,
+        max_new_tokens: 4,
+        top_k: 5,
+        context_tokens: 3,
+        interventions: Interventions::default(),
+    }
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Explores (Heads tab, a head ablated, the sweep done, the cursor moved) and saves with `s`
+/// under a typed path.
+fn explore_and_save(path: &Path) -> (Harness, Session) {
+    let mut h = Harness::new(
+        App::new("gpt2-tiny".into(), params(), (120, 40)),
+        Some("gpt2-tiny"),
+    );
+    h.app.model_arg = common::model_dir("gpt2-tiny").display().to_string();
+    h.ch('3');
+    h.ch('j');
+    h.ch('l');
+    h.ch(' ');
+    h.ch('l');
+    assert_eq!(h.app.tab, Tab::Heads);
+    assert_eq!(h.app.head, (1, 2));
+    assert!(h.app.current_importance().is_some(), "the sweep ran");
+    h.ch('s');
+    h.act(Action::Paste(path.display().to_string()));
+    h.key(KeyCode::Enter);
+    let st = h.app.status.clone().unwrap();
+    assert!(!st.error && st.text.starts_with("saved "), "{st:?}");
+    let saved = Session::load(path).expect("the file reopens");
+    (h, saved)
+}
+
+/// What `coconut-lens --session FILE` builds before the worker reports.
+fn reopened_app(path: &Path) -> App {
+    let session = Session::load(path).unwrap();
+    // Command-line values unlike the saved ones: the file's settings win.
+    let cli = RunParams {
+        max_new_tokens: 16,
+        top_k: 3,
+        context_tokens: 1,
+        ..params()
+    };
+    let p = params_of(&session.inputs, &cli, (5, 0.95), 16).unwrap();
+    let mut app = App::new(session.inputs.model.clone(), p, (120, 40));
+    reopen(&mut app, path.to_path_buf(), Box::new(session));
+    app
+}
+
+#[test]
+fn a_saved_session_reopens_with_the_model_to_the_same_state_and_results() {
+    let dir = scratch("tui-session-roundtrip");
+    let path = dir.join("explored.json");
+    let (h, saved) = explore_and_save(&path);
+    assert_eq!(saved.view.tab, "heads");
+    assert_eq!((saved.view.layer, saved.view.head), (1, 2));
+    assert_eq!(
+        saved
+            .inputs
+            .ablations
+            .ablated_heads
+            .iter()
+            .collect::<Vec<_>>(),
+        [&(1, 1)]
+    );
+    assert!(saved.current.head_importance.is_some());
+    assert_eq!(
+        saved.inputs.settings,
+        Some(coconut_lens::session::RunSettings {
+            max_new_tokens: Some(4),
+            top_k: Some(5),
+            context_tokens: Some(3),
+            soft_top_k: None,
+            soft_top_p: None,
+        })
+    );
+    assert_ne!(saved.baseline, saved.current, "the ablation shows");
+    // Never overwritten without asking.
+    let mut h = h;
+    h.ch('s');
+    h.act(Action::Paste(path.display().to_string()));
+    h.key(KeyCode::Enter);
+    assert!(
+        h.app
+            .status
+            .as_ref()
+            .unwrap()
+            .text
+            .contains("overwrite it? y/n"),
+        "{:?}",
+        h.app.status
+    );
+    h.ch('n');
+    assert_eq!(Session::load(&path).unwrap(), saved);
+
+    let mut r = Harness::new(reopened_app(&path), Some("gpt2-tiny"));
+    assert!(r.app.read_only.is_none());
+    assert_eq!(
+        (r.app.tab, r.app.step, r.app.head),
+        (h.app.tab, h.app.step, h.app.head)
+    );
+    assert_eq!(r.app.layer, h.app.layer);
+    assert_eq!(r.app.params, h.app.params);
+    let again = session_of(&r.app).unwrap();
+    assert_eq!(again.inputs, saved.inputs);
+    assert_eq!(again.view, saved.view);
+    // As the file holds them (the model's context length and end tokens are not saved).
+    let json = |d| serde_json::to_value(d).unwrap();
+    assert_eq!(
+        json(&again.baseline),
+        json(&saved.baseline),
+        "same baseline results"
+    );
+    assert_eq!(
+        json(&again.current),
+        json(&saved.current),
+        "same current results"
+    );
+    assert!(coconut_lens::tui::saved::same_results(&again, &saved));
+    // The screens agree apart from the header's timing and the status line.
+    let (a, b) = (h.screen(), r.screen());
+    assert_eq!(a[2..38], b[2..38]);
+    // Unchanged since opened: `e` exports next to the file.
+    r.ch('e');
+    let st = r.app.status.clone().unwrap();
+    assert!(!st.error, "{st:?}");
+    assert!(st.text.contains("exported 10 plots to"), "{st:?}");
+    let plots = dir.join("explored");
+    assert!(plots.join("logit-lens.png").is_file());
+    assert!(plots.join("head-importance.svg").is_file());
+}
+
+#[test]
+fn without_its_model_a_session_shows_its_saved_results_read_only() {
+    let dir = scratch("tui-session-readonly");
+    let path = dir.join("explored.json");
+    let (h, saved) = explore_and_save(&path);
+    let mut r = Harness::new(reopened_app(&path), None);
+    assert_eq!(
+        r.app.read_only.as_deref(),
+        Some("cannot find the model folder")
+    );
+    assert_eq!((r.app.tab, r.app.head), (Tab::Heads, h.app.head));
+    let screen = r.screen();
+    assert!(
+        screen[1].contains("READ-ONLY: saved results, model not available"),
+        "{}",
+        screen[1]
+    );
+    assert!(
+        screen[38]
+            .contains(" read-only: the model is not available (cannot find the model folder)"),
+        "{}",
+        screen[38]
+    );
+    // The saved importance is shown on the Heads tab.
+    assert!(r.app.current_importance().is_some());
+    assert!(
+        screen.iter().any(|l| l.contains("ablation: KL")),
+        "{screen:#?}"
+    );
+    // Toggles say why they do nothing.
+    r.ch(' ');
+    let st = r.app.status.clone().unwrap();
+    assert!(st.error && st.text.contains("read-only session"), "{st:?}");
+    assert_eq!(r.app.params.interventions, saved.inputs.ablations);
+    // The lens shows the saved thoughts and first answer step; attention is unavailable.
+    r.ch('1');
+    let lens = r.screen();
+    assert!(
+        lens[3].contains("T1") && lens[3].contains("T3"),
+        "{}",
+        lens[3]
+    );
+    r.ch('4');
+    let att = r.screen();
+    assert!(
+        att.iter()
+            .any(|l| l.contains("Attention is not saved in session files")),
+        "{att:#?}"
+    );
+    // Compare: what the documents lack is n/a, not invented.
+    r.ch('5');
+    let cmp = r.screen();
+    assert!(cmp.iter().any(|l| l.contains("p(answer)  n/a")), "{cmp:#?}");
+    assert!(
+        cmp.iter()
+            .any(|l| l.contains("of the first answer token n/a (not in the session)")),
+        "{cmp:#?}"
+    );
+    // Saving again writes the same results.
+    let copy = dir.join("copy.json");
+    r.ch('s');
+    r.act(Action::Paste(copy.display().to_string()));
+    r.key(KeyCode::Enter);
+    let c = Session::load(&copy).unwrap();
+    assert_eq!(
+        (c.inputs, c.baseline, c.current),
+        (saved.inputs, saved.baseline, saved.current)
+    );
+    assert!(matches!(r.app.status.as_ref(), Some(s) if !s.error));
+}
