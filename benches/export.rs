@@ -83,6 +83,7 @@ fn main() -> anyhow::Result<()> {
             entropy_stop: None,
             ablations: ablated,
             importance_method: Some("ablation".into()),
+            settings: None,
         },
         ViewState::default(),
         baseline,

@@ -9,17 +9,13 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::anyhow;
-use coconut_lens::model::{Interventions, ModelSource, load_model};
+use coconut_lens::model::{ModelSource, load_model};
 use coconut_lens::session::Session;
-use coconut_lens::thought::{ThoughtCount, ThoughtMode};
 use coconut_lens::tui::app::{Action, App, Tab};
 use coconut_lens::tui::data::{RunParams, WorkerMsg};
 use coconut_lens::tui::saved::{params_of, reopen, session_of};
 use coconut_lens::tui::update::update;
-use coconut_lens::tui::view::render;
 use coconut_lens::tui::worker::Worker;
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 struct Harness {
@@ -85,25 +81,12 @@ impl Harness {
     }
 
     fn screen(&self) -> Vec<String> {
-        let mut t = Terminal::new(TestBackend::new(120, 40)).unwrap();
-        t.draw(|f| render(&self.app, f)).unwrap();
-        let buf = t.backend().buffer().clone();
-        (0..40)
-            .map(|y| (0..120).map(|x| buf[(x, y)].symbol().to_string()).collect())
-            .collect()
+        common::tui::screen(&self.app)
     }
 }
 
 fn params() -> RunParams {
-    RunParams {
-        prompt: "Every wumpus is a yumpus. Alex is a wumpus. Is Alex a yumpus?".into(),
-        thoughts: ThoughtCount::Fixed { n: 3 },
-        mode: ThoughtMode::Coconut,
-        max_new_tokens: 4,
-        top_k: 5,
-        context_tokens: 3,
-        interventions: Interventions::default(),
-    }
+    common::tui::tiny_params()
 }
 
 fn scratch(name: &str) -> PathBuf {

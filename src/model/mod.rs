@@ -34,6 +34,16 @@ pub enum Arch {
     Llama,
 }
 
+impl Arch {
+    /// The name people write: `GPT-2`, `Llama`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Gpt2 => "GPT-2",
+            Self::Llama => "Llama",
+        }
+    }
+}
+
 /// What the rest of the program needs to know about a model.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ModelInfo {

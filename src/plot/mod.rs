@@ -201,10 +201,7 @@ fn caption(s: &Session, width: u32) -> String {
     format!(
         "{} ({}, {} layers × {} heads, d={}) · mode {} · {} thoughts · prompt: {}",
         printable(&s.inputs.model),
-        match m.arch {
-            crate::model::Arch::Gpt2 => "GPT-2",
-            crate::model::Arch::Llama => "Llama",
-        },
+        m.arch.label(),
         m.layers,
         m.heads,
         m.d_model,

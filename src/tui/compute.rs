@@ -17,7 +17,7 @@ use crate::analysis::importance::{
 };
 use crate::analysis::{angular_profile, lens_probs, prune_blocks, resid_host, top_k_indices};
 use crate::model::load::{device_label, dtype_label};
-use crate::model::{Arch, LoadedModel, ModelSource, Tokenizer};
+use crate::model::{LoadedModel, ModelSource, Tokenizer};
 use crate::thought::{self, RunSpec, StepRecord};
 
 pub fn model_summary(lm: &LoadedModel) -> ModelSummary {
@@ -34,11 +34,7 @@ pub fn model_summary(lm: &LoadedModel) -> ModelSummary {
     };
     ModelSummary {
         name,
-        arch: match info.arch {
-            Arch::Gpt2 => "GPT-2",
-            Arch::Llama => "Llama",
-        }
-        .to_string(),
+        arch: info.arch.label().to_string(),
         layers: info.layers,
         heads: info.heads,
         d_model: info.d_model,

@@ -15,7 +15,6 @@ use super::data::{
 use crate::analysis::StepAnalysis;
 use crate::analysis::document::{AnalysisDocument, HeadImportance};
 use crate::analysis::importance::ImportanceMethod;
-use crate::model::Arch;
 use crate::session::cli::default_plot_dir;
 use crate::session::{RunSettings, Session, SessionInputs, ViewState};
 use crate::thought::{ThoughtCount, ThoughtMode};
@@ -383,11 +382,7 @@ pub fn model_summary_of(session: &Session) -> ModelSummary {
     );
     ModelSummary {
         name,
-        arch: match info.arch {
-            Arch::Gpt2 => "GPT-2",
-            Arch::Llama => "Llama",
-        }
-        .to_string(),
+        arch: info.arch.label().to_string(),
         layers: info.layers,
         heads: info.heads,
         d_model: info.d_model,

@@ -2,6 +2,8 @@
 //! written by `scripts/make_fixtures.py` (Hugging Face transformers, f32).
 #![allow(dead_code)]
 
+pub mod tui;
+
 pub mod check;
 
 use std::collections::BTreeSet;
