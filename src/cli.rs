@@ -77,6 +77,34 @@ pub struct ModelArgs {
     pub dtype: Option<String>,
 }
 
+/// The question, given inline or in a file.
+#[derive(Args, Debug, Clone)]
+pub struct PromptArgs {
+    /// The question (the explorer defaults to the model folder's demo prompt, from
+    /// coconut-lens.json).
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// Read the prompt from a file.
+    #[arg(long, value_name = "FILE", conflicts_with = "prompt")]
+    pub prompt_file: Option<PathBuf>,
+}
+
+impl PromptArgs {
+    pub fn given(&self) -> bool {
+        self.prompt.is_some() || self.prompt_file.is_some()
+    }
+
+    /// The prompt text; an error when neither option was given or the file cannot be read.
+    pub fn read(&self) -> Result<String> {
+        match (&self.prompt, &self.prompt_file) {
+            (Some(p), _) => Ok(p.clone()),
+            (None, Some(f)) => std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read prompt file {}", f.display())),
+            (None, None) => bail!("no prompt: pass --prompt TEXT or --prompt-file FILE"),
+        }
+    }
+}
+
 /// What to run: thoughts, mode, interventions.
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
@@ -114,12 +142,8 @@ pub struct RunArgs {
 pub struct AnalyzeArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// The question.
-    #[arg(long)]
-    pub prompt: Option<String>,
-    /// Read the prompt from a file.
-    #[arg(long, value_name = "FILE", conflicts_with = "prompt")]
-    pub prompt_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub prompt: PromptArgs,
     #[command(flatten)]
     pub run: RunArgs,
     /// Tokens per layer in the logit lens.
@@ -143,12 +167,8 @@ pub struct AnalyzeArgs {
 pub struct TuiArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// The question (default: the model folder's demo prompt, from coconut-lens.json).
-    #[arg(long)]
-    pub prompt: Option<String>,
-    /// Read the prompt from a file.
-    #[arg(long, value_name = "FILE", conflicts_with = "prompt")]
-    pub prompt_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub prompt: PromptArgs,
     #[command(flatten)]
     pub run: RunArgs,
     /// Tokens per cell in the logit lens.
@@ -272,15 +292,6 @@ pub fn demo_prompt(source: &ModelSource) -> Option<String> {
         .map(str::to_string)
 }
 
-pub(crate) fn read_prompt(prompt: &Option<String>, file: &Option<PathBuf>) -> Result<String> {
-    match (prompt, file) {
-        (Some(p), _) => Ok(p.clone()),
-        (None, Some(f)) => std::fs::read_to_string(f)
-            .with_context(|| format!("cannot read prompt file {}", f.display())),
-        (None, None) => bail!("no prompt: pass --prompt TEXT or --prompt-file FILE"),
-    }
-}
-
 /// A `--target` token: a vocabulary string (`Ġcat`) or a text that encodes to one token.
 fn resolve_target(tokenizer: &crate::model::Tokenizer, token: &str) -> Result<u32> {
     if let Some(id) = tokenizer.token_id(token) {
@@ -295,7 +306,7 @@ fn resolve_target(tokenizer: &crate::model::Tokenizer, token: &str) -> Result<u3
 pub fn analyze(args: &AnalyzeArgs) -> Result<()> {
     // Validate everything cheap before loading weights.
     let source = args.model.source()?;
-    let prompt = read_prompt(&args.prompt, &args.prompt_file)?;
+    let prompt = args.prompt.read()?;
     if prompt.trim().is_empty() {
         bail!("the prompt is empty");
     }

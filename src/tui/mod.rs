@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, anyhow, bail};
 use ratatui::crossterm::event::{self, Event, KeyEventKind};
 
-use crate::cli::{TuiArgs, default_thoughts, demo_prompt, read_prompt};
+use crate::cli::{TuiArgs, default_thoughts, demo_prompt};
 use crate::model::{DeviceSpec, ModelSource, load_model, parse_dtype};
 use crate::thought::ThoughtMode;
 use app::{Action, App};
@@ -42,14 +42,14 @@ pub fn main(args: &TuiArgs) -> Result<()> {
         return main_session(args, path);
     }
     let source = args.model.source()?;
-    let prompt = if args.prompt.is_none() && args.prompt_file.is_none() {
+    let prompt = if !args.prompt.given() {
         demo_prompt(&source).ok_or_else(|| {
             anyhow!(
                 "no prompt: {source} has no demo prompt (coconut-lens.json); pass --prompt TEXT or --prompt-file FILE"
             )
         })?
     } else {
-        read_prompt(&args.prompt, &args.prompt_file)?
+        args.prompt.read()?
     };
     if prompt.trim().is_empty() {
         bail!("the prompt is empty");
@@ -96,11 +96,7 @@ pub fn main(args: &TuiArgs) -> Result<()> {
 /// `coconut-lens --session FILE`: everything is checked before the terminal is touched; a
 /// model that does not load (missing, unreadable) leads to the read-only view.
 fn main_session(args: &TuiArgs, path: &std::path::Path) -> Result<()> {
-    if args.model.model.is_some()
-        || args.model.base.is_some()
-        || args.prompt.is_some()
-        || args.prompt_file.is_some()
-    {
+    if args.model.model.is_some() || args.model.base.is_some() || args.prompt.given() {
         bail!(
             "--session restores the model and the prompt of the session; drop --model, --base, --prompt and --prompt-file"
         );
