@@ -43,6 +43,7 @@ fn main() -> anyhow::Result<()> {
         max_new_tokens: 8,
         context_rows: 1,
         attention: false,
+        forced_answer: Vec::new(),
     };
     let ablated = Interventions {
         ablated_heads: [(3, 5)].into(),
@@ -67,6 +68,7 @@ fn main() -> anyhow::Result<()> {
     )?;
     current.head_importance = Some(HeadImportance {
         method: "ablation".into(),
+        answer_step: 0,
         target: current.answer.ids.first().copied().unwrap_or(0),
         values: sweep.heads,
     });

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::analysis::document::{HeadImportance, analyze_prompt};
 use crate::analysis::importance::{
-    ImportanceMethod, SweepControl, ablation_importance, gradient_importance,
+    ImportanceMethod, SweepControl, ablation_importance, gradient_importance, scored_spec,
 };
 use crate::model::{DeviceSpec, Interventions, ModelSource, load_model, parse_dtype};
 use crate::thought::{RunSpec, ThoughtCount, ThoughtMode};
@@ -152,10 +152,14 @@ pub struct AnalyzeArgs {
     /// Compute attention-head importance: ablation or gradient.
     #[arg(long, value_name = "METHOD")]
     pub head_importance: Option<String>,
-    /// Gradient target token (vocabulary string or single-token text). Default: the first
-    /// greedy answer token.
+    /// Gradient target token (vocabulary string or single-token text). Default: the greedy
+    /// answer token at --importance-step.
     #[arg(long, value_name = "TOKEN")]
     pub target: Option<String>,
+    /// Which answer token head importance scores (0 = the first). The earlier answer tokens
+    /// are forced to the run's own, so every ablation is compared at the same position.
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    pub importance_step: usize,
     /// Also save a session (the run and its no-ablation baseline) that the TUI reopens and
     /// `export` plots. An existing file is not replaced.
     #[arg(long, value_name = "FILE")]
@@ -324,6 +328,9 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<()> {
     if args.target.is_some() && method != Some(ImportanceMethod::Gradient) {
         bail!("--target only applies with --head-importance gradient");
     }
+    if args.importance_step > 0 && method.is_none() {
+        bail!("--importance-step only applies with --head-importance");
+    }
     if let Some(path) = &args.save_session
         && path.exists()
     {
@@ -343,6 +350,7 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<()> {
         max_new_tokens: args.run.max_new_tokens,
         context_rows: 1,
         attention: false,
+        forced_answer: Vec::new(),
     };
     let (model, tokenizer) = (&loaded.model, &loaded.tokenizer);
     let target = args
@@ -350,7 +358,7 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<()> {
         .as_deref()
         .map(|t| resolve_target(tokenizer, t))
         .transpose()?;
-    let (run, mut doc) = analyze_prompt(model, tokenizer, &prompt, &spec, &hooks, args.top_k)?;
+    let (_, mut doc) = analyze_prompt(model, tokenizer, &prompt, &spec, &hooks, args.top_k)?;
     if let Some(method) = method {
         let ids = tokenizer.encode_prompt(&prompt)?;
         let mut progress = |done: usize, total: usize| {
@@ -363,27 +371,35 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<()> {
             progress: &mut progress,
             cancel: None,
         };
-        let sweep = ablation_importance(
+        let (scored, greedy) = scored_spec(
             model,
             tokenizer,
             &ids,
             &spec,
             &interventions,
+            args.importance_step,
+        )?;
+        let sweep = ablation_importance(
+            model,
+            tokenizer,
+            &ids,
+            &scored,
+            &interventions,
             method == ImportanceMethod::Ablation,
             &mut ctl,
         )?;
-        let greedy = run.answer_first().logits.argmax(candle_core::D::Minus1)?;
-        let greedy = greedy.to_scalar::<u32>()?;
         let (target, values) = match method {
             ImportanceMethod::Ablation => (greedy, sweep.heads),
             ImportanceMethod::Gradient => {
                 let target = target.unwrap_or(greedy);
-                let g = gradient_importance(model, tokenizer, &ids, &spec, &interventions, target)?;
+                let g =
+                    gradient_importance(model, tokenizer, &ids, &scored, &interventions, target)?;
                 (target, g)
             }
         };
         doc.head_importance = Some(HeadImportance {
             method: method.name().to_string(),
+            answer_step: args.importance_step,
             target,
             values,
         });

@@ -298,6 +298,7 @@ mod tests {
                 max_new_tokens: 3,
                 context_rows: 1,
                 attention: false,
+                forced_answer: Vec::new(),
             };
             let r = crate::thought::run(
                 &m.model,

@@ -455,6 +455,21 @@ fn bad_arguments_are_one_line_errors() {
             "unknown head-importance method",
         ),
         (
+            &["--prompt", PROMPT, "--importance-step", "2"],
+            "--importance-step only applies with --head-importance",
+        ),
+        (
+            &[
+                "--prompt",
+                PROMPT,
+                "--head-importance",
+                "ablation",
+                "--importance-step",
+                "40",
+            ],
+            "answer token 40 cannot be scored",
+        ),
+        (
             &[
                 "--prompt",
                 PROMPT,
@@ -600,4 +615,20 @@ fn head_importance_is_reported_for_both_methods() {
         "Ġwumpus",
     ]));
     assert_eq!(doc["head_importance"]["target"], 326);
+
+    // A later answer token: its greedy id is the target, and the step is recorded.
+    let base = json_of(&run(&["analyze", "--model", &gpt2(), "--prompt", PROMPT]));
+    let doc = json_of(&run(&[
+        "analyze",
+        "--model",
+        &gpt2(),
+        "--prompt",
+        PROMPT,
+        "--head-importance",
+        "ablation",
+        "--importance-step",
+        "2",
+    ]));
+    assert_eq!(doc["head_importance"]["answer_step"], 2);
+    assert_eq!(doc["head_importance"]["target"], base["answer"]["ids"][2]);
 }

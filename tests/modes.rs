@@ -21,6 +21,7 @@ fn spec(mode: ThoughtMode, n: usize, answer: usize) -> RunSpec {
         max_new_tokens: answer,
         context_rows: 1,
         attention: false,
+        forced_answer: Vec::new(),
     }
 }
 

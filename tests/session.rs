@@ -26,6 +26,7 @@ fn fixture_session() -> Session {
         max_new_tokens: 4,
         context_rows: 1,
         attention: false,
+        forced_answer: Vec::new(),
     };
     let ablations = Interventions {
         ablated_heads: [(1, 0)].into(),
@@ -37,6 +38,7 @@ fn fixture_session() -> Session {
     let (_, mut current) = analyze_prompt(m, tok, PROMPT, &spec, &cur, 5).unwrap();
     current.head_importance = Some(coconut_lens::analysis::document::HeadImportance {
         method: "ablation".into(),
+        answer_step: 2,
         target: 7,
         values: (0..m.info.layers)
             .map(|l| {

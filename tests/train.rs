@@ -146,6 +146,10 @@ fn loss_falls_and_resume_is_bit_exact() {
     assert_eq!(seen, 6);
     assert_eq!(report.n, 6);
     assert!(report.correct <= 6);
+    assert_eq!(
+        report.correct + report.wrong_candidate + report.no_candidate,
+        6
+    );
     assert_eq!(report.thought_frontier.len(), 2);
     for f in &report.thought_frontier {
         let total: f64 = f.mass_by_depth.iter().sum::<f64>() + f.unreachable + f.other;

@@ -32,6 +32,7 @@ pub fn spec() -> RunSpec {
         max_new_tokens: ANSWER_TOKENS,
         context_rows: 1,
         attention: false,
+        forced_answer: Vec::new(),
     }
 }
 

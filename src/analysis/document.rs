@@ -32,6 +32,10 @@ pub struct AnswerAnalysis {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HeadImportance {
     pub method: String,
+    /// The answer token (0-based) whose distribution is scored; earlier answer tokens are
+    /// forced to the base run's.
+    #[serde(default)]
+    pub answer_step: usize,
     pub target: u32,
     /// `[layers][heads]`.
     pub values: Vec<Vec<f32>>,

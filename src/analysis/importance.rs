@@ -1,5 +1,9 @@
-//! Attention-head importance: zero-ablation (KL of the answer's first-token distribution) and
+//! Attention-head importance: zero-ablation (KL of an answer token's distribution) and
 //! Michel et al. (2019) gradients |∂L/∂ξ_h| of a gate ξ on each head's output.
+//!
+//! Both score one answer position: the first by default, or answer token k with the base run's
+//! first k answer tokens forced (teacher forcing, see [`scored_spec`]), so that every variant
+//! is compared at the same position of the same text.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -8,7 +12,7 @@ use candle_core::{D, DType, IndexOp, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Capture, Hooks, Interventions, KvCache, Model, OpMode, Tokenizer};
-use crate::thought::{RunSpec, continue_batch, prefix_ids, run};
+use crate::thought::{Run, RunSpec, StepRecord, continue_batch, prefix_ids, run};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -62,14 +66,66 @@ pub struct AblationImportance {
     pub layers: Vec<f32>,
 }
 
-/// The sweep runs only up to the answer's first distribution.
+/// The sweep runs only up to the scored distribution: the answer token after the forced ones.
 fn sweep_spec(spec: &RunSpec) -> RunSpec {
     RunSpec {
-        max_new_tokens: 0,
+        max_new_tokens: spec.forced_answer.len() + 1,
         context_rows: 1,
         attention: false,
         ..spec.clone()
     }
+}
+
+/// The step of `run` that importance scores: the answer token after the forced ones.
+fn scored_step<'r>(run: &'r Run, spec: &RunSpec) -> Result<&'r StepRecord> {
+    let k = spec.forced_answer.len();
+    run.answer
+        .get(k)
+        .ok_or_else(|| anyhow::anyhow!("the answer ends before answer token {k}"))
+}
+
+/// The spec that scores answer token `step` (0-based) of the base run (the user's
+/// interventions applied): its first `step` greedy answer tokens become forced. Also returns
+/// the base's greedy token at `step`, the default gradient target.
+pub fn scored_spec(
+    model: &Model,
+    tokenizer: &Tokenizer,
+    prompt_ids: &[u32],
+    spec: &RunSpec,
+    base: &Interventions,
+    step: usize,
+) -> Result<(RunSpec, u32)> {
+    if step > 0 && step >= spec.max_new_tokens {
+        bail!(
+            "answer token {step} cannot be scored: the answer is at most {} tokens long",
+            spec.max_new_tokens
+        );
+    }
+    let probe = RunSpec {
+        max_new_tokens: step + 1,
+        context_rows: 1,
+        attention: false,
+        forced_answer: Vec::new(),
+        ..spec.clone()
+    };
+    let r = run(model, tokenizer, prompt_ids, &probe, &model.hooks(base)?)?;
+    let n = r.answer_ids.len();
+    let Some(&target) = r.answer_ids.get(step) else {
+        bail!("answer token {step} cannot be scored: the greedy answer has only {n} tokens");
+    };
+    if let Some(&end) = r.answer_ids[..step]
+        .iter()
+        .find(|id| model.info.eos_ids.contains(id))
+    {
+        bail!(
+            "answer token {step} cannot be scored: the greedy answer ends (token {end}) before it"
+        );
+    }
+    let scored = RunSpec {
+        forced_answer: r.answer_ids[..step].to_vec(),
+        ..spec.clone()
+    };
+    Ok((scored, target))
 }
 
 /// Log-probabilities `[B, V]` (f32, on the logits' device).
@@ -129,9 +185,10 @@ fn variant_gates(
     Ok(Tensor::stack(&gates, 0)?)
 }
 
-/// Zero-ablation sweep (heads only when `with_heads`; layers always). The prefix runs once; for each layer l, the variants that ablate one
-/// head of l reuse the prefix's keys, values and residual stream below l, and run together as
-/// one batch through the rest of the prefix, the thoughts and the end marker.
+/// Zero-ablation sweep (heads only when `with_heads`; layers always). The prefix runs once;
+/// for each layer l, the variants that ablate one head of l reuse the prefix's keys, values and residual stream below l, and run together as
+/// one batch through the rest of the prefix, the thoughts, the end marker and the forced answer
+/// tokens.
 pub fn ablation_importance(
     model: &Model,
     tokenizer: &Tokenizer,
@@ -234,7 +291,7 @@ pub fn ablation_importance_naive(
     let spec = sweep_spec(spec);
     let answer_lp = |iv: &Interventions| -> Result<Vec<f32>> {
         let r = run(model, tokenizer, prompt_ids, &spec, &model.hooks(iv)?)?;
-        Ok(log_probs(&r.answer_first().logits.unsqueeze(0)?)?
+        Ok(log_probs(&scored_step(&r, &spec)?.logits.unsqueeze(0)?)?
             .to_vec2::<f32>()?
             .remove(0))
     };
@@ -263,28 +320,7 @@ pub fn ablation_importance_naive(
     Ok(out)
 }
 
-/// The first greedy answer token of the base run: the default gradient target.
-pub fn greedy_target(
-    model: &Model,
-    tokenizer: &Tokenizer,
-    prompt_ids: &[u32],
-    spec: &RunSpec,
-    base: &Interventions,
-) -> Result<u32> {
-    let r = run(
-        model,
-        tokenizer,
-        prompt_ids,
-        &sweep_spec(spec),
-        &model.hooks(base)?,
-    )?;
-    Ok(r.answer_first()
-        .logits
-        .argmax(D::Minus1)?
-        .to_scalar::<u32>()?)
-}
-
-/// |∂L/∂ξ_{l,h}| with L = −log p(target) at the answer's first position and ξ a gate on every
+/// |∂L/∂ξ_{l,h}| with L = −log p(target) at the scored answer position and ξ a gate on every
 /// head output in every forward of the run (1, or 0 for heads already ablated). One backward
 /// pass; gradients flow through the recycled thoughts.
 pub fn gradient_importance(
@@ -305,8 +341,9 @@ pub fn gradient_importance(
     let gates = Var::from_tensor(&model.gate_tensor(base)?)?;
     hooks.gates = Some(gates.as_tensor().clone());
     hooks.mode = OpMode::INPUT_GRADS;
-    let r = run(model, tokenizer, prompt_ids, &sweep_spec(spec), &hooks)?;
-    let logits = r.answer_first().logits.to_dtype(DType::F32)?;
+    let spec = sweep_spec(spec);
+    let r = run(model, tokenizer, prompt_ids, &spec, &hooks)?;
+    let logits = scored_step(&r, &spec)?.logits.to_dtype(DType::F32)?;
     let loss = candle_nn::ops::log_softmax(&logits, D::Minus1)?
         .i(target as usize)?
         .neg()?;

@@ -56,6 +56,11 @@ pub struct EvalReport {
     pub n: usize,
     pub correct: usize,
     pub accuracy: f64,
+    /// Wrong answers that name the other candidate (the unreachable one) in the gold
+    /// answer's sentence.
+    pub wrong_candidate: usize,
+    /// Wrong answers that name neither candidate (another concept, or no well-formed answer).
+    pub no_candidate: usize,
     /// Coconut mode only.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub thought_frontier: Vec<ThoughtFrontier>,
@@ -69,6 +74,16 @@ pub fn extract_answer(text: &str) -> String {
         .replace(',', "")
         .trim()
         .to_string()
+}
+
+/// The gold answer with its last word (the reachable candidate) replaced by the other
+/// candidate: the answer a model gives when it picks the wrong one.
+fn wrong_candidate_answer(p: &ProsQaProblem) -> Option<String> {
+    let gold = p.answer.trim();
+    let target = p.idx_to_symbol.get(p.target)?;
+    let other = p.idx_to_symbol.get(p.neg_target)?;
+    let stem = gold.strip_suffix(&format!("{target}."))?;
+    Some(format!("{stem}{other}."))
 }
 
 /// Generates greedily for every problem and scores the answers. `progress(done, total)`.
@@ -104,9 +119,10 @@ pub fn evaluate(
         max_new_tokens: 96,
         context_rows: 1,
         attention: false,
+        forced_answer: Vec::new(),
     };
     let hooks = Hooks::none(model.info.layers);
-    let mut correct = 0;
+    let (mut correct, mut wrong_candidate) = (0, 0);
     let mut sums: Vec<ThoughtFrontier> = (1..=thoughts)
         .map(|k| ThoughtFrontier {
             thought: k,
@@ -119,8 +135,11 @@ pub fn evaluate(
         let ids = tok.encode_prompt(&p.question)?;
         let r = run(model, &tok, &ids, &spec, &hooks)?;
         let text = tok.decode(&r.answer_ids)?;
-        if extract_answer(&text) == p.answer.trim() {
+        let answer = extract_answer(&text);
+        if answer == p.answer.trim() {
             correct += 1;
+        } else if wrong_candidate_answer(p).is_some_and(|w| w == answer) {
+            wrong_candidate += 1;
         }
         if mode == EvalMode::Coconut && thoughts > 0 {
             let graph = Graph::of(p)?;
@@ -170,6 +189,8 @@ pub fn evaluate(
         thoughts,
         n,
         correct,
+        wrong_candidate,
+        no_candidate: n - correct - wrong_candidate,
         accuracy: if n == 0 {
             0.0
         } else {
@@ -185,7 +206,8 @@ pub fn evaluate(
 
 #[cfg(test)]
 mod tests {
-    use super::extract_answer;
+    use super::{extract_answer, wrong_candidate_answer};
+    use crate::data::prosqa::ProsQaProblem;
 
     #[test]
     fn the_answer_is_the_text_after_the_last_hash() {
@@ -196,5 +218,28 @@ mod tests {
         );
         assert_eq!(extract_answer("# 1,024"), "1024");
         assert_eq!(extract_answer("no marker"), "no marker");
+    }
+
+    #[test]
+    fn the_wrong_candidate_answer_swaps_the_last_word() {
+        let p = ProsQaProblem {
+            question: "Is Tom a lempus or scrompus?".into(),
+            answer: "Tom is a lempus.".into(),
+            steps: Vec::new(),
+            idx_to_symbol: vec!["Tom".into(), "lempus".into(), "scrompus".into()],
+            edges: Vec::new(),
+            root: 0,
+            target: 1,
+            neg_target: 2,
+        };
+        assert_eq!(
+            wrong_candidate_answer(&p).as_deref(),
+            Some("Tom is a scrompus.")
+        );
+        let odd = ProsQaProblem {
+            answer: "Tom is not a lempus".into(),
+            ..p
+        };
+        assert_eq!(wrong_candidate_answer(&odd), None);
     }
 }

@@ -58,6 +58,9 @@ pub struct RunSpec {
     pub context_rows: usize,
     /// Record attention probabilities of every step.
     pub attention: bool,
+    /// Answer tokens fed in place of the first greedy ones (teacher forcing); the rest of
+    /// the answer is greedy. Empty for plain greedy decoding.
+    pub forced_answer: Vec<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -348,7 +351,10 @@ pub fn run(
     let mut here = last;
     for i in 0.. {
         here.kind = StepKind::Answer(i);
-        let tok = argmax(&here.logits)?;
+        let tok = match spec.forced_answer.get(i) {
+            Some(&forced) => forced,
+            None => argmax(&here.logits)?,
+        };
         answer.push(here);
         if i >= spec.max_new_tokens {
             break;
@@ -376,7 +382,8 @@ pub fn run(
 }
 
 /// Continues `B` variants whose prefix is in `cache` (last final hidden states `hidden`
-/// `[B, D]`) through the thoughts and the end marker. Returns the answer-first logits `[B, V]`.
+/// `[B, D]`) through the thoughts, the end marker and the forced answer tokens. Returns the
+/// logits `[B, V]` of the answer token after the forced ones.
 /// With `--thoughts auto`, `B` must be 1.
 pub fn continue_batch(
     model: &Model,
@@ -409,6 +416,11 @@ pub fn continue_batch(
     if let Some(m) = tokenizer.coconut {
         let end = model.embed_ids(&vec![m.end; b])?.unsqueeze(1)?;
         hidden = model.forward_batch(&end, cache, hooks)?.squeeze(1)?;
+        logits = model.unembed(&hidden)?;
+    }
+    for &tok in &spec.forced_answer {
+        let embed = model.embed_ids(&vec![tok; b])?.unsqueeze(1)?;
+        hidden = model.forward_batch(&embed, cache, hooks)?.squeeze(1)?;
         logits = model.unembed(&hidden)?;
     }
     Ok(logits)

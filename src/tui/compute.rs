@@ -13,7 +13,7 @@ use super::data::{
 };
 use crate::analysis::document::{AnalysisDocument, document_of_run};
 use crate::analysis::importance::{
-    ImportanceMethod, SweepControl, ablation_importance, gradient_importance, greedy_target, kl,
+    ImportanceMethod, SweepControl, ablation_importance, gradient_importance, kl, scored_spec,
 };
 use crate::analysis::{angular_profile, lens_probs, prune_blocks, resid_host, top_k_indices};
 use crate::model::load::{device_label, dtype_label};
@@ -84,6 +84,7 @@ fn spec(params: &RunParams, context_rows: usize, attention: bool) -> RunSpec {
         max_new_tokens: params.max_new_tokens,
         context_rows,
         attention,
+        forced_answer: Vec::new(),
     }
 }
 
@@ -103,16 +104,14 @@ pub struct RunData {
     pub document: AnalysisDocument,
 }
 
-/// The answer token the lens tracks: the last answer token with a letter or digit in it (the
-/// concept of a ProsQA answer), else the first.
-fn pick_target(tok: &Tokenizer, ids: &[u32], eos: &[u32]) -> Option<u32> {
+/// The answer step the lens tracks and head importance scores: the last answer token with a
+/// letter or digit in it (the concept of a ProsQA answer), else the first.
+fn tracked_step(tok: &Tokenizer, ids: &[u32], eos: &[u32]) -> Option<usize> {
     ids.iter()
-        .rev()
-        .find(|&&id| {
+        .rposition(|&id| {
             !eos.contains(&id) && display_token(tok, id).chars().any(char::is_alphanumeric)
         })
-        .or(ids.first())
-        .copied()
+        .or((!ids.is_empty()).then_some(0))
 }
 
 fn entropy_of(p: &[f32]) -> f32 {
@@ -168,7 +167,9 @@ pub fn analyse_run(
         .iter()
         .map(|s| log_softmax_host(&s.logits))
         .collect::<Result<Vec<_>>>()?;
-    let target = target.or_else(|| pick_target(tok, &run.answer_ids, &model.info.eos_ids));
+    let target = target.or_else(|| {
+        tracked_step(tok, &run.answer_ids, &model.info.eos_ids).map(|k| run.answer_ids[k])
+    });
 
     let refs: Vec<&StepRecord> = records.iter().map(|(s, _, _)| *s).collect();
     let probs = lens_probs(model, &refs)?;
@@ -365,7 +366,11 @@ pub fn compute_importance(
     let ids = tok.encode_prompt(&params.prompt)?;
     let spec = spec(params, 1, false);
     let iv = &params.interventions;
-    let target = greedy_target(model, tok, &ids, &spec, iv)?;
+    // Scored at the token the lens tracks, with the answer before it forced.
+    let answer = thought::run(model, tok, &ids, &spec, &model.hooks(iv)?)?.answer_ids;
+    let step = tracked_step(tok, &answer, &model.info.eos_ids).unwrap_or(0);
+    check(cancel)?;
+    let (spec, target) = scored_spec(model, tok, &ids, &spec, iv, step)?;
     check(cancel)?;
     let (heads, layers) = match method {
         ImportanceMethod::Ablation => {
@@ -388,6 +393,7 @@ pub fn compute_importance(
     };
     Ok(Importance {
         method,
+        step,
         target: display_token(tok, target),
         target_id: target,
         heads,

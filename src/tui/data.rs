@@ -192,8 +192,10 @@ impl RunView {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Importance {
     pub method: ImportanceMethod,
-    /// The answer's first token, whose distribution (ablation) or log-probability (gradient)
-    /// is measured.
+    /// The answer token (0-based) whose distribution (ablation) or log-probability (gradient)
+    /// is measured; earlier answer tokens are forced to the run's own.
+    pub step: usize,
+    /// The greedy token at that step.
     pub target: String,
     /// Its token id.
     pub target_id: u32,

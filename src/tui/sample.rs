@@ -343,6 +343,7 @@ pub fn document(shape: SampleShape, steps: &[Step], _salt: usize) -> AnalysisDoc
 pub fn importance(shape: SampleShape, method: ImportanceMethod) -> Importance {
     Importance {
         method,
+        step: 0,
         target: "###".into(),
         target_id: 13,
         heads: (0..shape.layers)

@@ -67,6 +67,7 @@ fn thoughts_field(t: ThoughtCount) -> (String, Option<f32>) {
 fn head_importance_of(imp: &Importance) -> HeadImportance {
     HeadImportance {
         method: imp.method.name().to_string(),
+        answer_step: imp.step,
         target: imp.target_id,
         values: imp.heads.clone(),
     }
@@ -398,6 +399,7 @@ fn importance_of(doc: &AnalysisDocument) -> Option<Importance> {
     let method: ImportanceMethod = h.method.parse().ok()?;
     Some(Importance {
         method,
+        step: h.answer_step,
         target: token_text(doc, h.target).unwrap_or_else(|| format!("<{}>", h.target)),
         target_id: h.target,
         heads: h.values.clone(),

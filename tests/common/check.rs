@@ -6,8 +6,7 @@ use candle_core::{DType, Device};
 use coconut_lens::analysis::StepAnalysis;
 use coconut_lens::analysis::document::{AnalysisDocument, analyze_prompt};
 use coconut_lens::analysis::importance::{
-    SweepControl, ablation_importance, ablation_importance_naive, gradient_importance,
-    greedy_target,
+    SweepControl, ablation_importance, ablation_importance_naive, gradient_importance, scored_spec,
 };
 use coconut_lens::model::{LoadedModel, ModelSource, load_model};
 use coconut_lens::thought::{Run, RunSpec, ThoughtCount, ThoughtMode};
@@ -189,6 +188,7 @@ fn spec_of(case: &Case) -> RunSpec {
         max_new_tokens: case.max_new_tokens,
         context_rows: 1,
         attention: case.attention_last.is_some(),
+        forced_answer: Vec::new(),
     }
 }
 
@@ -373,7 +373,7 @@ fn check_importance(
     let (m, tok) = (&loaded.model, &loaded.tokenizer);
     let ids = tok.encode_prompt(&case.prompt).unwrap();
     let iv = case.interventions();
-    let target = greedy_target(m, tok, &ids, spec, &iv).unwrap();
+    let (_, target) = scored_spec(m, tok, &ids, spec, &iv, 0).unwrap();
     if decisive {
         assert_eq!(target, want.target, "{ctx}: gradient target");
     }

@@ -48,13 +48,17 @@ pub fn hit(app: &App, body: Rect, x: u16, y: u16) -> Option<Hit> {
 
 /// What the importance is of, in words.
 fn method_text(imp: &Importance) -> String {
+    let at = match imp.step {
+        0 => "the answer's first token".to_string(),
+        k => format!("answer token {k}"),
+    };
     match imp.method {
         ImportanceMethod::Ablation => format!(
-            "ablation: KL(base ‖ head zeroed) of the answer's first token (\"{}\"), nats",
+            "ablation: KL(base ‖ head zeroed) at {at} (\"{}\"), nats",
             imp.target
         ),
         ImportanceMethod::Gradient => format!(
-            "gradient: |∂ log p(\"{}\") / ∂ head gate| at the answer's first token",
+            "gradient: |∂ log p(\"{}\") / ∂ head gate| at {at}",
             imp.target
         ),
     }
