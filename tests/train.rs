@@ -293,3 +293,59 @@ fn train_rejects_bad_arguments_with_one_line() {
         "--train-size",
     );
 }
+
+#[test]
+fn eval_record_adds_its_figures_to_the_model_metadata() {
+    let dir = scratch("eval-record");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/gpt2-tiny");
+    let model = dir.join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    for f in std::fs::read_dir(&fixture).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, model.join(f.file_name().unwrap())).unwrap();
+    }
+    let meta = model.join("coconut-lens.json");
+    std::fs::write(&meta, r#"{"thoughts": 2, "recipe": "coconut"}"#).unwrap();
+    let data = dir.join("small-set.json");
+    prosqa::write_problems(
+        &data,
+        &prosqa::generate(&DataShape::Tiny.gen_config(), 3, 5, "x").unwrap(),
+    )
+    .unwrap();
+    let (d, m) = (data.display().to_string(), model.display().to_string());
+    let mut printed = Vec::new();
+    for mode in ["coconut", "no-cot"] {
+        let out = bin(&[
+            "eval", "--data", &d, "--model", &m, "--mode", mode, "--record",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        printed.push(serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap());
+    }
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&meta).unwrap()).unwrap();
+    assert_eq!(doc["thoughts"], 2, "the rest of the metadata is kept");
+    assert_eq!(doc["recipe"], "coconut");
+    for (mode, report) in ["coconut", "no-cot"].iter().zip(&printed) {
+        let rec = &doc["accuracy"]["small-set"][mode];
+        for key in [
+            "n",
+            "correct",
+            "accuracy",
+            "thoughts",
+            "wrong_candidate",
+            "no_candidate",
+        ] {
+            assert_eq!(rec[key], report[key], "{mode}: {key}");
+        }
+    }
+    assert_eq!(doc["accuracy"]["small-set"]["coconut"]["thoughts"], 2);
+    // Only a local folder has metadata to record in.
+    assert_one_line_error(
+        &bin(&["eval", "--data", &d, "--model", "owner/name", "--record"]),
+        "--record needs a local model folder",
+    );
+}

@@ -1,14 +1,15 @@
 //! `coconut-lens eval`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 use clap::Args;
+use serde_json::{Value, json};
 
-use super::{EvalMode, evaluate};
+use super::{EvalMode, EvalReport, evaluate};
 use crate::cli::{ModelArgs, default_thoughts};
-use crate::model::load_model;
+use crate::model::{ModelSource, load_model};
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
@@ -26,6 +27,10 @@ pub struct EvalArgs {
     /// Evaluate only the first N problems.
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
+    /// Also record the figures in the model folder's `coconut-lens.json`, under
+    /// `accuracy.<data file name>.<mode>` (a local model folder only).
+    #[arg(long)]
+    pub record: bool,
 }
 
 pub fn run(args: &EvalArgs) -> Result<()> {
@@ -35,6 +40,11 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         problems.truncate(n);
     }
     let source = args.model.source()?;
+    let record_in = match (&source, args.record) {
+        (ModelSource::Local(dir), true) => Some(dir.join("coconut-lens.json")),
+        (_, true) => bail!("--record needs a local model folder"),
+        (_, false) => None,
+    };
     let (device, dtype) = args.model.device_and_dtype()?;
     let loaded = load_model(&source, &device, dtype)?;
     let thoughts = args.thoughts.unwrap_or_else(|| default_thoughts(&source));
@@ -54,5 +64,53 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         },
     )?;
     println!("{}", serde_json::to_string_pretty(&report)?);
+    if let Some(meta) = record_in {
+        let data = args
+            .data
+            .file_stem()
+            .map_or_else(|| "data".into(), |s| s.to_string_lossy().into_owned());
+        record(&meta, &data, &report)?;
+        eprintln!("recorded in {}", meta.display());
+    }
     Ok(())
+}
+
+/// Sets `accuracy.<data>.<mode>` in the metadata file (created if missing), keeping the rest.
+fn record(meta: &Path, data: &str, report: &EvalReport) -> Result<()> {
+    let mut doc: Value = match std::fs::read_to_string(meta) {
+        Ok(text) => serde_json::from_str(&text)
+            .with_context(|| format!("{} is not valid JSON", meta.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => json!({}),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", meta.display())),
+    };
+    let Some(obj) = doc.as_object_mut() else {
+        bail!("{} is not a JSON object", meta.display());
+    };
+    let accuracy = obj.entry("accuracy").or_insert_with(|| json!({}));
+    if !accuracy.is_object() {
+        *accuracy = json!({});
+    }
+    let figures = json!({
+        "n": report.n,
+        "correct": report.correct,
+        "accuracy": report.accuracy,
+        "thoughts": report.thoughts,
+        "wrong_candidate": report.wrong_candidate,
+        "no_candidate": report.no_candidate,
+    });
+    let per_data = accuracy
+        .as_object_mut()
+        .expect("made an object above")
+        .entry(data.to_string())
+        .or_insert_with(|| json!({}));
+    if !per_data.is_object() {
+        *per_data = json!({});
+    }
+    let mode = serde_json::to_value(report.mode)?;
+    let mode = mode.as_str().unwrap_or("coconut").to_string();
+    per_data
+        .as_object_mut()
+        .expect("made an object above")
+        .insert(mode, figures);
+    crate::data::write_atomic(meta, serde_json::to_string_pretty(&doc)?.as_bytes())
 }
