@@ -94,6 +94,18 @@ impl PromptArgs {
         self.prompt.is_some() || self.prompt_file.is_some()
     }
 
+    /// The prompt given, else the model's demo prompt; an error when there is neither.
+    pub fn read_or_demo(&self, source: &ModelSource) -> Result<String> {
+        if self.given() {
+            return self.read();
+        }
+        demo_prompt(source).ok_or_else(|| {
+            anyhow::anyhow!(
+                "no prompt: {source} has no demo prompt (coconut-lens.json); pass --prompt TEXT or --prompt-file FILE"
+            )
+        })
+    }
+
     /// The prompt text; an error when neither option was given or the file cannot be read.
     pub fn read(&self) -> Result<String> {
         match (&self.prompt, &self.prompt_file) {
@@ -310,7 +322,7 @@ fn resolve_target(tokenizer: &crate::model::Tokenizer, token: &str) -> Result<u3
 pub fn analyze(args: &AnalyzeArgs) -> Result<()> {
     // Validate everything cheap before loading weights.
     let source = args.model.source()?;
-    let prompt = args.prompt.read()?;
+    let prompt = args.prompt.read_or_demo(&source)?;
     if prompt.trim().is_empty() {
         bail!("the prompt is empty");
     }

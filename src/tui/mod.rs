@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, anyhow, bail};
 use ratatui::crossterm::event::{self, Event, KeyEventKind};
 
-use crate::cli::{TuiArgs, default_thoughts, demo_prompt};
+use crate::cli::{TuiArgs, default_thoughts};
 use crate::model::{DeviceSpec, ModelSource, load_model, parse_dtype};
 use crate::thought::ThoughtMode;
 use app::{Action, App};
@@ -42,15 +42,7 @@ pub fn main(args: &TuiArgs) -> Result<()> {
         return main_session(args, path);
     }
     let source = args.model.source()?;
-    let prompt = if !args.prompt.given() {
-        demo_prompt(&source).ok_or_else(|| {
-            anyhow!(
-                "no prompt: {source} has no demo prompt (coconut-lens.json); pass --prompt TEXT or --prompt-file FILE"
-            )
-        })?
-    } else {
-        args.prompt.read()?
-    };
+    let prompt = args.prompt.read_or_demo(&source)?;
     if prompt.trim().is_empty() {
         bail!("the prompt is empty");
     }
