@@ -13,7 +13,7 @@ use coconut_lens::data::prosqa;
 use coconut_lens::eval::{EvalMode, evaluate};
 use coconut_lens::model::{ModelSource, load_model};
 use coconut_lens::train::{
-    DataShape, Progress, Recipe, TrainConfig, TrainOptions, TrainState, train,
+    DEMO_CANDIDATES, DataShape, Progress, Recipe, TrainConfig, TrainOptions, TrainState, train,
 };
 
 /// Two layers, d = 32, 64 tiny problems, coconut stages 0 and 1.
@@ -129,6 +129,38 @@ fn loss_falls_and_resume_is_bit_exact() {
         DType::F32,
     )
     .unwrap();
+    // The demo prompt is the first generated demo problem the model answers correctly (else
+    // the first of them).
+    let candidates =
+        prosqa::generate(&cfg.data.gen_config(), DEMO_CANDIDATES, cfg.seed, "demo").unwrap();
+    let solved: Vec<bool> = candidates
+        .iter()
+        .map(|p| {
+            let one = std::slice::from_ref(p);
+            let r = evaluate(
+                &loaded.model,
+                &loaded.tokenizer,
+                one,
+                EvalMode::Coconut,
+                1,
+                &mut |_, _| {},
+            );
+            r.unwrap().correct == 1
+        })
+        .collect();
+    let want = solved.iter().position(|&ok| ok).unwrap_or(0);
+    assert_eq!(meta["demo_prompt"], candidates[want].question.as_str());
+    assert_eq!(meta["demo_answer"], candidates[want].answer.as_str());
+
+    // The same command on a finished run writes the folder again, identically.
+    std::fs::remove_file(straight.join("coconut-lens.json")).unwrap();
+    let (again, no_batches) = run_training(&cfg, &straight, None);
+    assert!(again.done() && no_batches.is_empty());
+    let rewritten: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(straight.join("coconut-lens.json")).unwrap())
+            .unwrap();
+    assert_eq!(rewritten, meta);
+
     let problems = prosqa::generate(&DataShape::Tiny.gen_config(), 6, 1, "eval-test").unwrap();
     let mut seen = 0;
     let report = evaluate(

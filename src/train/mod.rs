@@ -418,6 +418,13 @@ pub fn train(cfg: &TrainConfig, out: &Path, opts: TrainOptions) -> Result<TrainS
             (varmap, opt, TrainState::new(cfg.clone()))
         }
     };
+    let model_of = |varmap: &VarMap| {
+        Model::build(
+            &arch,
+            VarBuilder::from_varmap(varmap, DType::F32, &dev),
+            false,
+        )
+    };
     let schedule = cfg.schedule();
     let batches = cfg.train_size.div_ceil(cfg.batch_size);
     let total_batches = schedule.len() * batches;
@@ -444,11 +451,7 @@ pub fn train(cfg: &TrainConfig, out: &Path, opts: TrainOptions) -> Result<TrainS
                 (opts.progress)(&Progress::Checkpoint(dir));
                 return Ok(st);
             }
-            let model = Model::build(
-                &arch,
-                VarBuilder::from_varmap(&varmap, DType::F32, &dev),
-                false,
-            )?;
+            let model = model_of(&varmap)?;
             let lo = st.batch * cfg.batch_size;
             let hi = (lo + cfg.batch_size).min(cfg.train_size);
             let mut total: Option<Tensor> = None;
@@ -490,11 +493,7 @@ pub fn train(cfg: &TrainConfig, out: &Path, opts: TrainOptions) -> Result<TrainS
             }
         }
         // End of epoch: validate, export the model, checkpoint.
-        let model = Model::build(
-            &arch,
-            VarBuilder::from_varmap(&varmap, DType::F32, &dev),
-            false,
-        )?;
+        let model = model_of(&varmap)?;
         let report = eval::evaluate(
             &model,
             &tok,
@@ -517,10 +516,14 @@ pub fn train(cfg: &TrainConfig, out: &Path, opts: TrainOptions) -> Result<TrainS
         st.epoch_loss_sum = 0.0;
         st.epoch_batches = 0;
         st.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
-        export_model(out, cfg, &varmap, vocab, &st)?;
+        export_model(out, cfg, &model_of(&varmap)?, &tok, &varmap, &st)?;
         let dir = state::save(out, &st, &varmap, &opt)?;
         (opts.progress)(&Progress::Checkpoint(dir));
         last_ckpt = Instant::now();
+    }
+    if ran == 0 && st.epoch == schedule.len() && !st.history.is_empty() {
+        // A finished run: the same command writes the model folder again (metadata included).
+        export_model(out, cfg, &model_of(&varmap)?, &tok, &varmap, &st)?;
     }
     Ok(st)
 }
@@ -537,26 +540,56 @@ fn epoch_order(cfg: &TrainConfig, epoch: usize) -> Vec<usize> {
     order
 }
 
+/// Generated `demo` problems the demo prompt is chosen from.
+pub const DEMO_CANDIDATES: usize = 64;
+
+/// The demo prompt of the explorer: the first generated `demo` problem (of
+/// [`DEMO_CANDIDATES`]) that the model answers correctly, else the first.
+pub fn pick_demo(
+    cfg: &TrainConfig,
+    model: &Model,
+    tok: &Tokenizer,
+    thoughts: usize,
+) -> Result<ProsQaProblem> {
+    let candidates = prosqa::generate(&cfg.data.gen_config(), DEMO_CANDIDATES, cfg.seed, "demo")?;
+    for p in &candidates {
+        let one = std::slice::from_ref(p);
+        let r = eval::evaluate(
+            model,
+            tok,
+            one,
+            cfg.recipe.eval_mode(),
+            thoughts,
+            &mut |_, _| {},
+        )?;
+        if r.correct == 1 {
+            return Ok(p.clone());
+        }
+    }
+    Ok(candidates[0].clone())
+}
+
 /// Writes the model folder: `config.json`, `model.safetensors` (Hugging Face names),
 /// `tokenizer.json` (already there) and `coconut-lens.json`.
 fn export_model(
     out: &Path,
     cfg: &TrainConfig,
+    model: &Model,
+    tok: &Tokenizer,
     varmap: &VarMap,
-    vocab: usize,
     st: &TrainState,
 ) -> Result<()> {
-    let config = serde_json::to_string_pretty(&cfg.hf_config(vocab))?;
+    let config = serde_json::to_string_pretty(&cfg.hf_config(tok.vocab_size()))?;
     crate::data::write_atomic(&out.join("config.json"), config.as_bytes())?;
     let tmp = out.join("model.safetensors.tmp");
     varmap.save(&tmp)?;
     std::fs::rename(&tmp, out.join("model.safetensors"))?;
     let stage = cfg.schedule()[st.epoch - 1];
-    let demo = prosqa::generate(&cfg.data.gen_config(), 1, cfg.seed, "demo")?;
+    let demo = pick_demo(cfg, model, tok, cfg.thoughts_at(stage))?;
     let meta = serde_json::json!({
         "thoughts": cfg.thoughts_at(stage),
-        "demo_prompt": demo[0].question,
-        "demo_answer": demo[0].answer,
+        "demo_prompt": demo.question,
+        "demo_answer": demo.answer,
         "recipe": cfg.recipe.name(),
         "epochs_done": st.epoch,
         "training": cfg,
