@@ -190,16 +190,11 @@ fn steps_of(doc: &AnalysisDocument) -> Vec<(String, &StepAnalysis)> {
     v
 }
 
-/// The caption line, its prompt cut to fit `width` pixels.
-fn caption(s: &Session, width: u32) -> String {
+/// The caption line, its prompt cut (with `…`) so that `width(line)` fits in `room` pixels.
+fn caption(s: &Session, room: u32, width: impl Fn(&str) -> u32) -> String {
     let m = &s.current.model;
-    let room = (width.saturating_sub(420) / 7) as usize;
-    let mut prompt: String = printable(&s.inputs.prompt).chars().take(room).collect();
-    if s.inputs.prompt.chars().count() > room {
-        prompt.push('…');
-    }
-    format!(
-        "{} ({}, {} layers × {} heads, d={}) · mode {} · {} thoughts · prompt: {}",
+    let head = format!(
+        "{} ({}, {} layers × {} heads, d={}) · mode {} · {} thoughts · prompt: ",
         printable(&s.inputs.model),
         m.arch.label(),
         m.layers,
@@ -207,8 +202,27 @@ fn caption(s: &Session, width: u32) -> String {
         m.d_model,
         s.inputs.mode,
         s.current.thoughts.len(),
-        prompt
-    )
+    );
+    let prompt: Vec<char> = printable(&s.inputs.prompt).chars().collect();
+    let line = |n: usize| {
+        let mut l = head.clone();
+        l.extend(&prompt[..n]);
+        if n < prompt.len() {
+            l.push('…');
+        }
+        l
+    };
+    // The longest prefix of the prompt that fits (width grows with the prefix).
+    let (mut lo, mut hi) = (0, prompt.len());
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        if width(&line(mid)) <= room {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    line(lo)
 }
 
 fn draw<DB: DrawingBackend>(
@@ -222,10 +236,15 @@ where
     root.fill(&WHITE).map_err(plot_err)?;
     let (w, h) = root.dim_in_pixel();
     let (body, foot) = root.split_vertically(h - 36);
+    let style = (FONT, 13).into_font().color(&RGBColor(80, 80, 80));
+    let width = |text: &str| {
+        foot.estimate_text_size(text, &style)
+            .map_or(u32::MAX, |(w, _)| w)
+    };
     foot.draw(&Text::new(
-        caption(s, w),
+        caption(s, w.saturating_sub(32), width),
         (16, 10),
-        (FONT, 13).into_font().color(&RGBColor(80, 80, 80)),
+        style.clone(),
     ))
     .map_err(plot_err)?;
     match kind {
@@ -637,7 +656,14 @@ where
     draw_grid(
         area,
         &Grid {
-            title: format!("Head importance ({}; × = ablated)", hi.method),
+            title: format!(
+                "Head importance ({} at {}; × = ablated)",
+                hi.method,
+                match hi.answer_step {
+                    0 => "the answer's first token".to_string(),
+                    k => format!("answer token {k}"),
+                }
+            ),
             x_desc: "head".into(),
             y_desc: "layer".into(),
             x_labels: (0..heads).map(|h| h.to_string()).collect(),
