@@ -2,12 +2,12 @@
 # Regenerates the example session of the bundled model and its plots, shown in the README:
 # sessions/prosqa-demo.json and sessions/prosqa-demo/*.png|svg.
 #
-# The run: the bundled model on its demo prompt with head ABLATE zero-ablated (default 0.2,
-# the head whose ablation moves the answer's concept token most), and head importance by
+# The run: the bundled model on its demo prompt with head ABLATE zero-ablated (default 0.3,
+# one of the two heads that move the answer's concept token most), and head importance by
 # ablation, on top of it, scored at that token (answer token 4 of "### Fae is a lempus.").
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ablate="${ABLATE:-0.2}"
+ablate="${ABLATE:-0.3}"
 cargo build --release --locked --quiet
 bin=target/release/coconut-lens
 rm -rf sessions/prosqa-demo sessions/prosqa-demo.json
