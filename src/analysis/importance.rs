@@ -186,9 +186,9 @@ fn variant_gates(
 }
 
 /// Zero-ablation sweep (heads only when `with_heads`; layers always). The prefix runs once;
-/// for each layer l, the variants that ablate one head of l reuse the prefix's keys, values and residual stream below l, and run together as
-/// one batch through the rest of the prefix, the thoughts, the end marker and the forced answer
-/// tokens.
+/// for each layer l, the variants that ablate one head of l reuse the prefix's keys, values
+/// and residual stream below l, and run together as one batch through the rest of the prefix,
+/// the thoughts, the end marker and the forced answer tokens.
 pub fn ablation_importance(
     model: &Model,
     tokenizer: &Tokenizer,
