@@ -22,20 +22,7 @@ struct Harness {
 
 impl Harness {
     fn new(model: &str, params: RunParams) -> Self {
-        let dir = common::model_dir(model);
-        let (tx, rx) = mpsc::channel();
-        let worker = Worker::spawn(
-            move || {
-                load_model(
-                    &ModelSource::Local(dir),
-                    &candle_core::Device::Cpu,
-                    candle_core::DType::F32,
-                )
-            },
-            move |m| {
-                let _ = tx.send(m);
-            },
-        );
+        let (worker, rx) = common::tui::fixture_worker(Some(model));
         let mut h = Harness {
             app: App::new(model.into(), params, (120, 40)),
             worker,

@@ -8,8 +8,6 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use anyhow::anyhow;
-use coconut_lens::model::{ModelSource, load_model};
 use coconut_lens::session::Session;
 use coconut_lens::tui::app::{Action, App, Tab};
 use coconut_lens::tui::data::{RunParams, WorkerMsg};
@@ -27,21 +25,7 @@ struct Harness {
 impl Harness {
     /// An app on `app`, its worker loading the fixture (or failing to, without a model).
     fn new(app: App, model: Option<&str>) -> Self {
-        let dir = model.map(common::model_dir);
-        let (tx, rx) = mpsc::channel();
-        let worker = Worker::spawn(
-            move || {
-                let dir = dir.ok_or_else(|| anyhow!("cannot find the model folder"))?;
-                load_model(
-                    &ModelSource::Local(dir),
-                    &candle_core::Device::Cpu,
-                    candle_core::DType::F32,
-                )
-            },
-            move |m| {
-                let _ = tx.send(m);
-            },
-        );
+        let (worker, rx) = common::tui::fixture_worker(model);
         let mut h = Harness { app, worker, rx };
         h.settle();
         h

@@ -1,10 +1,14 @@
 //! Helpers for the explorer's end-to-end tests.
 
-use coconut_lens::model::Interventions;
+use std::sync::mpsc;
+
+use anyhow::anyhow;
+use coconut_lens::model::{Interventions, ModelSource, load_model};
 use coconut_lens::thought::{ThoughtCount, ThoughtMode};
 use coconut_lens::tui::app::App;
-use coconut_lens::tui::data::RunParams;
+use coconut_lens::tui::data::{RunParams, WorkerMsg};
 use coconut_lens::tui::view::render;
+use coconut_lens::tui::worker::Worker;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
@@ -29,4 +33,25 @@ pub fn tiny_params() -> RunParams {
         context_tokens: 3,
         interventions: Interventions::default(),
     }
+}
+
+/// A worker loading the fixture `model` on the CPU in f32 (failing to load when `None`), and
+/// the channel its messages arrive on.
+pub fn fixture_worker(model: Option<&str>) -> (Worker, mpsc::Receiver<WorkerMsg>) {
+    let dir = model.map(super::model_dir);
+    let (tx, rx) = mpsc::channel();
+    let worker = Worker::spawn(
+        move || {
+            let dir = dir.ok_or_else(|| anyhow!("cannot find the model folder"))?;
+            load_model(
+                &ModelSource::Local(dir),
+                &candle_core::Device::Cpu,
+                candle_core::DType::F32,
+            )
+        },
+        move |m| {
+            let _ = tx.send(m);
+        },
+    );
+    (worker, rx)
 }
