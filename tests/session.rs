@@ -196,6 +196,35 @@ fn decode_png(path: &Path) -> (u32, u32, Vec<u8>) {
     (info.width, info.height, buf)
 }
 
+/// The texts of an SVG file.
+fn svg_texts(path: &Path) -> Vec<String> {
+    let svg = std::fs::read_to_string(path).unwrap();
+    let doc = roxmltree::Document::parse(&svg).unwrap();
+    doc.descendants()
+        .filter(|n| n.is_text())
+        .filter_map(|n| n.text().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn a_long_model_path_is_shortened_so_the_caption_keeps_the_prompt() {
+    let mut s = fixture_session();
+    let long = format!("/{}/gpt2-tiny", "deeply-nested-checkpoint-folder/".repeat(6));
+    s.inputs.model = long.trim_end_matches('/').replace("//", "/");
+    let dir = scratch("session-plots-long-path");
+    export(&s, &dir, &[Format::Svg]).unwrap();
+    for kind in PlotKind::ALL {
+        let path = dir.join(format!("{}.svg", kind.file_stem()));
+        let texts = svg_texts(&path);
+        let caption = texts
+            .iter()
+            .find(|t| t.contains("prompt: Every wumpus"))
+            .unwrap_or_else(|| panic!("{}: no caption with the prompt", path.display()));
+        assert!(caption.contains("gpt2-tiny"), "{caption}");
+        assert!(!caption.contains(&s.inputs.model), "{caption}");
+    }
+}
+
 #[test]
 fn plots_export_as_png_and_svg_with_labels() {
     let s = fixture_session();
@@ -229,13 +258,7 @@ fn plots_export_as_png_and_svg_with_labels() {
         );
 
         let svg_path = dir.join(format!("{}.svg", kind.file_stem()));
-        let svg = std::fs::read_to_string(&svg_path).unwrap();
-        let doc = roxmltree::Document::parse(&svg).unwrap();
-        let texts: Vec<String> = doc
-            .descendants()
-            .filter(|n| n.is_text())
-            .filter_map(|n| n.text().map(str::to_string))
-            .collect();
+        let texts = svg_texts(&svg_path);
         let has = |needle: &str| texts.iter().any(|t| t.contains(needle));
         let (title, axis) = match kind {
             PlotKind::Lens => ("Logit lens", "layer l"),

@@ -190,39 +190,63 @@ fn steps_of(doc: &AnalysisDocument) -> Vec<(String, &StepAnalysis)> {
     v
 }
 
-/// The caption line, its prompt cut (with `…`) so that `width(line)` fits in `room` pixels.
+/// The caption line: the model source, then the prompt cut (with `…`) so that `width(line)`
+/// fits in `room` pixels. A long model path is shortened from the left first, so that at
+/// least the start of the prompt is always shown.
 fn caption(s: &Session, room: u32, width: impl Fn(&str) -> u32) -> String {
+    const PROMPT_CHARS_KEPT: usize = 24;
     let m = &s.current.model;
-    let head = format!(
-        "{} ({}, {} layers × {} heads, d={}) · mode {} · {} thoughts · prompt: ",
-        printable(&s.inputs.model),
-        m.arch.label(),
-        m.layers,
-        m.heads,
-        m.d_model,
-        s.inputs.mode,
-        s.current.thoughts.len(),
-    );
+    let head_of = |model: &str| {
+        format!(
+            "{model} ({}, {} layers × {} heads, d={}) · mode {} · {} thoughts · prompt: ",
+            m.arch.label(),
+            m.layers,
+            m.heads,
+            m.d_model,
+            s.inputs.mode,
+            s.current.thoughts.len(),
+        )
+    };
     let prompt: Vec<char> = printable(&s.inputs.prompt).chars().collect();
-    let line = |n: usize| {
-        let mut l = head.clone();
+    let line = |head: &str, n: usize| {
+        let mut l = head.to_string();
         l.extend(&prompt[..n]);
         if n < prompt.len() {
             l.push('…');
         }
         l
     };
+    let kept = prompt.len().min(PROMPT_CHARS_KEPT);
+    let model = printable(&s.inputs.model);
+    let head = model_labels(&model)
+        .into_iter()
+        .map(|label| head_of(&label))
+        .find(|head| width(&line(head, kept)) <= room)
+        .unwrap_or_else(|| head_of(model_labels(&model).last().expect("never empty")));
     // The longest prefix of the prompt that fits (width grows with the prefix).
     let (mut lo, mut hi) = (0, prompt.len());
     while lo < hi {
         let mid = (lo + hi).div_ceil(2);
-        if width(&line(mid)) <= room {
+        if width(&line(&head, mid)) <= room {
             lo = mid;
         } else {
             hi = mid - 1;
         }
     }
-    line(lo)
+    line(&head, lo)
+}
+
+/// Ways to name a model source, longest first: as given, then a path cut to its last two
+/// components and to its last one (`…/fixtures/gpt2-tiny`, `…/gpt2-tiny`).
+fn model_labels(model: &str) -> Vec<String> {
+    let parts: Vec<&str> = model.split('/').filter(|p| !p.is_empty()).collect();
+    let mut labels = vec![model.to_string()];
+    for keep in [2, 1] {
+        if parts.len() > keep {
+            labels.push(format!("…/{}", parts[parts.len() - keep..].join("/")));
+        }
+    }
+    labels
 }
 
 fn draw<DB: DrawingBackend>(
