@@ -209,7 +209,10 @@ fn svg_texts(path: &Path) -> Vec<String> {
 #[test]
 fn a_long_model_path_is_shortened_so_the_caption_keeps_the_prompt() {
     let mut s = fixture_session();
-    let long = format!("/{}/gpt2-tiny", "deeply-nested-checkpoint-folder/".repeat(6));
+    let long = format!(
+        "/{}/gpt2-tiny",
+        "deeply-nested-checkpoint-folder/".repeat(6)
+    );
     s.inputs.model = long.trim_end_matches('/').replace("//", "/");
     let dir = scratch("session-plots-long-path");
     export(&s, &dir, &[Format::Svg]).unwrap();

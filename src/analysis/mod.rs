@@ -5,7 +5,8 @@ pub mod document;
 pub mod importance;
 
 use anyhow::Result;
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Storage, Tensor};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Model, OpMode, Tokenizer};
@@ -50,28 +51,141 @@ pub fn top_k_indices(values: &[f32], k: usize) -> Vec<usize> {
     idx
 }
 
-/// Logit-lens distributions `[steps × (L+1), V]` (f32, on the model's device) of the residual
-/// streams of `steps`, step-major; `None` for no steps.
-pub fn lens_probs_device(model: &Model, steps: &[&StepRecord]) -> Result<Option<Tensor>> {
+/// Logit-lens logits `[steps × L, V]` (f32, on the model's device) of x^0..x^{L-1} of
+/// `steps`, step-major: W_U · final_norm(x^l). Layer L is left out: its logits are the step's
+/// own. `None` for no steps.
+fn lens_logits_below_top(model: &Model, steps: &[&StepRecord]) -> Result<Option<Tensor>> {
     if steps.is_empty() {
         return Ok(None);
     }
-    let layers = model.info.layers + 1;
-    let resid = Tensor::stack(&steps.iter().map(|s| &s.resid).collect::<Vec<_>>(), 0)?;
-    let flat = resid.reshape((steps.len() * layers, model.info.d_model))?;
+    let layers = model.info.layers;
+    let below: Vec<Tensor> = steps
+        .iter()
+        .map(|s| s.resid.narrow(0, 0, layers))
+        .collect::<candle_core::Result<_>>()?;
+    let flat = Tensor::cat(&below, 0)?;
     let normed = model.final_norm(&flat, OpMode::default())?;
-    let logits = model.unembed(&normed)?.to_dtype(DType::F32)?;
-    Ok(Some(candle_nn::ops::softmax_last_dim(&logits)?))
+    Ok(Some(model.unembed(&normed)?.to_dtype(DType::F32)?))
 }
 
-/// Logit-lens distributions `[steps][L+1][V]` of the residual streams of `steps`, on the host.
-pub fn lens_probs(model: &Model, steps: &[&StepRecord]) -> Result<Vec<Vec<Vec<f32>>>> {
-    let Some(probs) = lens_probs_device(model, steps)? else {
+/// Logit-lens logits `[steps × (L+1), V]` (f32, on the model's device) of the residual streams
+/// of `steps`, step-major; `None` for no steps.
+fn lens_logits(model: &Model, steps: &[&StepRecord]) -> Result<Option<Tensor>> {
+    let Some(below) = lens_logits_below_top(model, steps)? else {
+        return Ok(None);
+    };
+    let layers = model.info.layers;
+    let mut rows = Vec::with_capacity(2 * steps.len());
+    for (i, s) in steps.iter().enumerate() {
+        rows.push(below.narrow(0, i * layers, layers)?);
+        rows.push(s.logits.to_dtype(DType::F32)?.unsqueeze(0)?);
+    }
+    Ok(Some(Tensor::cat(&rows, 0)?))
+}
+
+/// Logit-lens distributions `[steps × (L+1), V]` (f32, on the model's device) of the residual
+/// streams of `steps`, step-major; `None` for no steps.
+pub fn lens_probs_device(model: &Model, steps: &[&StepRecord]) -> Result<Option<Tensor>> {
+    Ok(match lens_logits(model, steps)? {
+        Some(logits) => Some(candle_nn::ops::softmax_last_dim(&logits)?),
+        None => None,
+    })
+}
+
+/// One distribution softmax(logits), summarised in one pass over its logits: the `k` most
+/// probable tokens (largest first, ties to the lower id) with their probabilities, the entropy
+/// in nats, and the rank (1 = most probable) and probability of a tracked token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogitSummary {
+    pub top: Vec<(u32, f32)>,
+    pub entropy: f32,
+    pub tracked: Option<(usize, f32)>,
+}
+
+/// Summarises softmax(`logits`) without materialising it (sums in f64).
+pub fn summarize_logits(logits: &[f32], k: usize, tracked: Option<u32>) -> LogitSummary {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if logits.is_empty() || !max.is_finite() {
+        return LogitSummary {
+            top: vec![],
+            entropy: f32::NAN,
+            tracked: None,
+        };
+    }
+    // The k largest logits, kept sorted (largest first); a later equal logit never displaces
+    // an earlier one, so ties go to the lower id.
+    let k = k.min(logits.len());
+    let mut top: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
+    let (mut sum, mut weighted) = (0f64, 0f64);
+    for (i, &x) in logits.iter().enumerate() {
+        let e = (x - max).exp() as f64;
+        sum += e;
+        weighted += e * (x - max) as f64;
+        if k > 0 && (top.len() < k || x > top[k - 1].1) {
+            let at = top.partition_point(|&(_, y)| y >= x);
+            top.insert(at, (i as u32, x));
+            top.truncate(k);
+        }
+    }
+    // log Z = max + ln(sum); H = log Z - E[x].
+    let log_z = max as f64 + sum.ln();
+    let prob = |x: f32| (x as f64 - log_z).exp() as f32;
+    let tracked = tracked.filter(|&t| (t as usize) < logits.len()).map(|t| {
+        let xt = logits[t as usize];
+        (1 + logits.iter().filter(|&&x| x > xt).count(), prob(xt))
+    });
+    LogitSummary {
+        top: top.into_iter().map(|(i, x)| (i, prob(x))).collect(),
+        entropy: (sum.ln() - weighted / sum) as f32,
+        tracked,
+    }
+}
+
+/// Calls `f` with the elements of an f32 tensor, in row-major order: borrowed in place when it
+/// is contiguous in CPU memory, else copied to the host first.
+fn with_host_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    {
+        let (storage, layout) = t.storage_and_layout();
+        if let (Storage::Cpu(cpu), Some((from, to))) = (&*storage, layout.contiguous_offsets())
+            && t.dtype() == DType::F32
+        {
+            return Ok(f(&cpu.as_slice::<f32>()?[from..to]));
+        }
+    }
+    Ok(f(&t
+        .flatten_all()?
+        .to_dtype(DType::F32)?
+        .to_vec1::<f32>()?))
+}
+
+/// Every lens distribution of `steps` (`[steps][L+1]`, layer L = the step's own logits),
+/// summarised on the host, rows in parallel. Only the logits come back from the device.
+pub fn lens_summaries(
+    model: &Model,
+    steps: &[&StepRecord],
+    k: usize,
+    tracked: Option<u32>,
+) -> Result<Vec<Vec<LogitSummary>>> {
+    let Some(below) = lens_logits_below_top(model, steps)? else {
         return Ok(vec![]);
     };
-    let layers = model.info.layers + 1;
-    let rows: Vec<Vec<f32>> = probs.to_vec2()?;
-    Ok(rows.chunks(layers).map(|c| c.to_vec()).collect())
+    let vocab = below.dim(1)?;
+    let summarize = |rows: &[f32]| -> Vec<LogitSummary> {
+        rows.par_chunks(vocab)
+            .map(|row| summarize_logits(row, k, tracked))
+            .collect()
+    };
+    let below = with_host_f32(&below, summarize)?;
+    let top = steps
+        .iter()
+        .map(|s| with_host_f32(&s.logits, |row| summarize_logits(row, k, tracked)))
+        .collect::<Result<Vec<_>>>()?;
+    let layers = model.info.layers;
+    Ok(below
+        .chunks(layers)
+        .zip(top)
+        .map(|(below, top)| below.iter().cloned().chain([top]).collect())
+        .collect())
 }
 
 /// The `k` largest values of each row of `values` (`[N, V]`) with their column indices, largest
@@ -105,9 +219,9 @@ pub fn top_k_rows(values: &Tensor, k: usize) -> Result<Vec<Vec<(u32, f32)>>> {
         .collect())
 }
 
-/// Top-k logit lens of each step, all layers. On the CPU the full distributions are ranked on
-/// the host; on a GPU the top-k is taken on the device and only `k` ids and probabilities per
-/// layer come back.
+/// Top-k logit lens of each step, all layers. On the CPU the logits are summarised on the host
+/// in one pass per row; on a GPU the top-k is taken on the device and only `k` ids and
+/// probabilities per layer come back.
 pub fn lens_top_k(
     model: &Model,
     tokenizer: &Tokenizer,
@@ -116,15 +230,10 @@ pub fn lens_top_k(
 ) -> Result<Vec<Vec<LensLayer>>> {
     let layers = model.info.layers + 1;
     let tops: Vec<Vec<(u32, f32)>> = if model.device().is_cpu() {
-        lens_probs(model, steps)?
-            .iter()
+        lens_summaries(model, steps, k, None)?
+            .into_iter()
             .flatten()
-            .map(|p| {
-                top_k_indices(p, k)
-                    .into_iter()
-                    .map(|i| (i as u32, p[i]))
-                    .collect()
-            })
+            .map(|s| s.top)
             .collect()
     } else {
         match lens_probs_device(model, steps)? {
@@ -252,6 +361,90 @@ mod tests {
         let v = [0.1, 0.4, 0.2, 0.4, 0.05];
         assert_eq!(top_k_indices(&v, 3), vec![1, 3, 2]);
         assert_eq!(top_k_indices(&v, 10).len(), 5);
+    }
+
+    /// softmax in f64, the textbook way.
+    fn softmax64(logits: &[f32]) -> Vec<f64> {
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let e: Vec<f64> = logits.iter().map(|&x| (x as f64 - max).exp()).collect();
+        let z: f64 = e.iter().sum();
+        e.iter().map(|x| x / z).collect()
+    }
+
+    #[test]
+    fn logit_summary_matches_the_full_softmax() {
+        let mut rng = crate::data::rng::Rng::new(7);
+        let logits: Vec<f32> = (0..5000)
+            .map(|_| (rng.next_f64() as f32 - 0.5) * 30.0)
+            .collect();
+        let p = softmax64(&logits);
+        let want_entropy: f64 = -p
+            .iter()
+            .filter(|&&x| x > 0.0)
+            .map(|x| x * x.ln())
+            .sum::<f64>();
+        let p32: Vec<f32> = p.iter().map(|&x| x as f32).collect();
+        let tracked = 1234u32;
+        let s = summarize_logits(&logits, 5, Some(tracked));
+        let want_top = top_k_indices(&p32, 5);
+        assert_eq!(
+            s.top.iter().map(|&(i, _)| i as usize).collect::<Vec<_>>(),
+            want_top
+        );
+        for &(i, prob) in &s.top {
+            assert!(
+                (prob as f64 - p[i as usize]).abs() < 1e-7,
+                "{prob} vs {}",
+                p[i as usize]
+            );
+        }
+        assert!((s.entropy as f64 - want_entropy).abs() < 1e-5);
+        let (rank, prob) = s.tracked.unwrap();
+        let pt = p[tracked as usize];
+        assert_eq!(rank, 1 + p.iter().filter(|&&x| x > pt).count());
+        assert!((prob as f64 - pt).abs() < 1e-7);
+    }
+
+    #[test]
+    fn logit_summary_breaks_ties_by_index_and_handles_edges() {
+        let s = summarize_logits(&[1.0, 3.0, 2.0, 3.0, 0.5], 3, Some(3));
+        assert_eq!(
+            s.top.iter().map(|&(i, _)| i).collect::<Vec<_>>(),
+            vec![1, 3, 2]
+        );
+        assert_eq!(
+            s.tracked.map(|t| t.0),
+            Some(1),
+            "an equal logit does not outrank"
+        );
+        // A uniform distribution has entropy ln(n); k larger than the vocabulary is cut.
+        let u = summarize_logits(&[0.25; 8], 20, None);
+        assert_eq!(u.top.len(), 8);
+        assert!((u.entropy - 8f32.ln()).abs() < 1e-6);
+        assert!(u.top.iter().all(|&(_, p)| (p - 0.125).abs() < 1e-7));
+        // Out-of-range tracked ids and empty rows give no answer rather than a panic.
+        assert_eq!(summarize_logits(&[0.0, 1.0], 1, Some(9)).tracked, None);
+        assert!(summarize_logits(&[], 3, Some(0)).top.is_empty());
+    }
+
+    #[test]
+    fn host_rows_are_the_same_borrowed_or_copied() {
+        let t = Tensor::arange(0f32, 12.0, &candle_core::Device::Cpu)
+            .unwrap()
+            .reshape((3, 4))
+            .unwrap();
+        let borrowed = with_host_f32(&t, <[f32]>::to_vec).unwrap();
+        assert_eq!(borrowed, t.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        // A strided view (not contiguous) is copied in row-major order.
+        let tt = t.t().unwrap();
+        let copied = with_host_f32(&tt, <[f32]>::to_vec).unwrap();
+        assert_eq!(copied[..4], [0.0, 4.0, 8.0, 1.0]);
+        // A narrowed view starts at its own offset.
+        let row = t.narrow(0, 1, 1).unwrap();
+        assert_eq!(
+            with_host_f32(&row, <[f32]>::to_vec).unwrap(),
+            [4.0, 5.0, 6.0, 7.0]
+        );
     }
 
     #[test]

@@ -74,6 +74,7 @@ pub enum StepKind {
 }
 
 /// What the analyses need of one position.
+#[derive(Clone)]
 pub struct StepRecord {
     pub kind: StepKind,
     pub position: usize,
@@ -299,16 +300,11 @@ pub fn run(
             hooks.mode,
         )?);
     }
-    // The step at the last position so far; prompt_steps keeps its own copy.
-    let mut last = record(
-        model,
-        &out,
-        prefix_len - 1,
-        &rows,
-        StepKind::Prompt,
-        prefix_len - 1,
-        hooks.mode,
-    )?;
+    // The step at the last position so far (tensors are shared, not copied).
+    let mut last = prompt_steps
+        .last()
+        .expect("at least one context row")
+        .clone();
     let step_capture = Capture {
         resid_rows: vec![0],
         attention: spec.attention,

@@ -15,7 +15,7 @@ use crate::analysis::document::{AnalysisDocument, document_of_run};
 use crate::analysis::importance::{
     ImportanceMethod, SweepControl, ablation_importance, gradient_importance, kl, scored_spec,
 };
-use crate::analysis::{angular_profile, lens_probs, prune_blocks, resid_host, top_k_indices};
+use crate::analysis::{angular_profile, lens_summaries, prune_blocks, resid_host};
 use crate::model::load::{device_label, dtype_label};
 use crate::model::{LoadedModel, ModelSource, Tokenizer};
 use crate::thought::{self, RunSpec, StepRecord};
@@ -114,13 +114,6 @@ fn tracked_step(tok: &Tokenizer, ids: &[u32], eos: &[u32]) -> Option<usize> {
         .or((!ids.is_empty()).then_some(0))
 }
 
-fn entropy_of(p: &[f32]) -> f32 {
-    -p.iter()
-        .filter(|&&x| x > 0.0)
-        .map(|&x| x as f64 * (x as f64).ln())
-        .sum::<f64>() as f32
-}
-
 fn log_softmax_host(logits: &Tensor) -> Result<Vec<f32>> {
     let lp = candle_nn::ops::log_softmax(&logits.to_dtype(DType::F32)?, D::Minus1)?;
     Ok(lp.to_vec1()?)
@@ -172,7 +165,7 @@ pub fn analyse_run(
     });
 
     let refs: Vec<&StepRecord> = records.iter().map(|(s, _, _)| *s).collect();
-    let probs = lens_probs(model, &refs)?;
+    let summaries = lens_summaries(model, &refs, params.top_k, target)?;
     check(cancel)?;
     let prompt_len = ids.len();
     let tp = |id: u32, prob: f32| TokProb {
@@ -182,24 +175,14 @@ pub fn analyse_run(
     };
     let mut steps = Vec::with_capacity(records.len());
     let mut thought_resids = Vec::new();
-    for ((s, kind, label), layers) in records.iter().zip(&probs) {
+    for ((s, kind, label), layers) in records.iter().zip(summaries) {
         let lens = layers
-            .iter()
-            .map(|p| {
-                let top = top_k_indices(p, params.top_k)
-                    .into_iter()
-                    .map(|i| tp(i as u32, p[i]))
-                    .collect();
-                let (target_rank, target_prob) = match target {
-                    Some(t) => {
-                        let pt = p[t as usize];
-                        (1 + p.iter().filter(|&&x| x > pt).count(), pt)
-                    }
-                    None => (0, 0.0),
-                };
+            .into_iter()
+            .map(|summary| {
+                let (target_rank, target_prob) = summary.tracked.unwrap_or((0, 0.0));
                 LensCell {
-                    top,
-                    entropy: entropy_of(p),
+                    top: summary.top.into_iter().map(|(id, p)| tp(id, p)).collect(),
+                    entropy: summary.entropy,
                     target_rank,
                     target_prob,
                 }
