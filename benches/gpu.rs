@@ -78,6 +78,8 @@ fn open_device(spec: &str) -> Device {
 }
 
 fn main() {
+    // As the binary does; SAFETY: no thread has started yet.
+    unsafe { coconut_lens::model::pin_cpu_threads() };
     let args = parse_args();
     let device = open_device(&args.device);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));

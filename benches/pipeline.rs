@@ -6,7 +6,9 @@
 //!   when a Python with torch is found: `COCONUT_LENS_PYTHON`, default `python3`);
 //! - the ablation sweep (prefix reuse + batched variants) vs a naive full rerun per head;
 //! - gradient head importance vs one pipeline run;
-//! - peak memory of `coconut-lens analyze` vs the size of the weights file.
+//! - peak memory of `coconut-lens analyze` vs the size of the weights file;
+//! - a floor for the pipeline: the prefix forward plus, for each single-token step, the time to
+//!   read the weights file once from memory (every step reads every weight).
 //!
 //! `cargo bench --bench pipeline` (add `-- --quick` to skip the naive sweep). The model is
 //! generated once under `target/bench-models/`. A JSON report goes to `target/bench-report.json`.
@@ -23,7 +25,7 @@ use coconut_lens::model::{Interventions, ModelSource, load_model};
 use coconut_lens::synthetic::{Shape, synthetic_prompt, write_random_model};
 use coconut_lens::thought::run;
 use serde_json::json;
-use support::{PROMPT_TOKENS, median, pipeline, spec, time_ms};
+use support::{ANSWER_TOKENS, PROMPT_TOKENS, THOUGHTS, median, pipeline, spec, time_ms};
 
 fn ensure_model(dir: &Path) {
     if !dir.join("model.safetensors").is_file() {
@@ -32,11 +34,62 @@ fn ensure_model(dir: &Path) {
     }
 }
 
-fn torch_pipeline_ms(dir: &Path) -> Option<f64> {
-    support::torch_pipeline_ms(dir, &["--threads", "2"])
+fn torch_reference(dir: &Path) -> Option<serde_json::Value> {
+    support::torch_reference(dir, &["--threads", "2"])
+}
+
+/// Median time to sum every f32 of the weights file (memory-mapped, warm, all cores): what one
+/// single-token step costs at least, since it must read every weight once.
+fn weights_read_ms(dir: &Path) -> f64 {
+    use rayon::prelude::*;
+    let file = std::fs::File::open(dir.join("model.safetensors")).unwrap();
+    // SAFETY: the benchmark's own generated file, not modified while mapped.
+    let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
+    let floats: &[f32] = bytemuck_f32(&map);
+    // Sixteen independent lanes, so that the adds vectorise and the loop is bound by memory.
+    let lanes = |c: &[f32]| {
+        let mut acc = [0f32; 16];
+        for v in c.chunks_exact(16) {
+            for (a, x) in acc.iter_mut().zip(v) {
+                *a += x;
+            }
+        }
+        acc.iter().sum::<f32>()
+    };
+    let sum = || floats.par_chunks(1 << 16).map(lanes).sum::<f32>();
+    std::hint::black_box(sum()); // fault the pages in
+    median((0..5).map(|_| time_ms(|| std::hint::black_box(sum())).0).collect())
+}
+
+/// The whole 4-byte-aligned body of a byte slice as f32 (header bytes included: only the
+/// reading time matters).
+fn bytemuck_f32(bytes: &[u8]) -> &[f32] {
+    // SAFETY: every bit pattern is a valid f32, and align_to only hands out aligned elements.
+    let (_, floats, _) = unsafe { bytes.align_to::<f32>() };
+    floats
+}
+
+/// Median time of the prefix forward alone (prompt and start marker, one batched pass).
+fn prefix_ms(m: &coconut_lens::model::LoadedModel, ids: &[u32]) -> f64 {
+    use coconut_lens::model::{Capture, KvCache};
+    let hooks = m.model.hooks(&Interventions::default()).unwrap();
+    let ids = coconut_lens::thought::prefix_ids(&m.model, &m.tokenizer, ids, &spec()).unwrap();
+    let capture = Capture {
+        resid_rows: vec![ids.len() - 1],
+        attention: false,
+    };
+    let embeds = m.model.embed_ids(&ids).unwrap();
+    let once = || {
+        let mut cache = KvCache::new(m.model.info.layers);
+        m.model.forward(&embeds, &mut cache, &capture, &hooks).unwrap().hidden
+    };
+    once();
+    median((0..5).map(|_| time_ms(once).0).collect())
 }
 
 fn main() {
+    // As the binary does; SAFETY: no thread has started yet.
+    unsafe { coconut_lens::model::pin_cpu_threads() };
     let quick = std::env::args().any(|a| a == "--quick");
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let dir = root.join("target/bench-models/gpt2-124m");
@@ -147,12 +200,31 @@ fn main() {
         );
     }
 
-    let torch_ms = torch_pipeline_ms(&dir);
+    let prefix = prefix_ms(&m, &ids);
+    let read = weights_read_ms(&dir);
+    // After the prefix: 6 thoughts, the end marker, and 7 more answer tokens.
+    let steps = THOUGHTS + ANSWER_TOKENS;
+    let floor = prefix + steps as f64 * read;
+    println!(
+        "prefix forward: {prefix:.0} ms; reading the weights once: {read:.1} ms; \
+         floor = prefix + {steps} steps x one read = {floor:.0} ms"
+    );
+
+    let torch = torch_reference(&dir);
+    let torch_ms = torch.as_ref().and_then(|t| t["pipeline_ms"].as_f64());
+    let torch_prefix = torch.as_ref().and_then(|t| t["prefix_ms"].as_f64());
     match torch_ms {
-        Some(t) => println!(
-            "PyTorch pipeline: {t:.0} ms; coconut-lens/PyTorch = {:.2}x (target <= 0.5x)",
-            pipe_ms / t
-        ),
+        Some(t) => {
+            println!(
+                "PyTorch pipeline: {t:.0} ms (prefix {}); coconut-lens/PyTorch = {:.2}x (target <= 0.5x)",
+                torch_prefix.map_or("?".into(), |p| format!("{p:.0} ms")),
+                pipe_ms / t
+            );
+            println!(
+                "floor/PyTorch = {:.2}x: with this prefix, even steps at the memory-bandwidth floor (and a free lens) end here",
+                floor / t
+            );
+        }
         None => println!(
             "PyTorch pipeline: not measured (set COCONUT_LENS_PYTHON to a Python with torch + transformers)"
         ),
@@ -171,7 +243,12 @@ fn main() {
         "peak_rss_mib": peak,
         "weights_mib": weights_mib,
         "peak_over_weights": peak.map(|p| p / weights_mib),
+        "prefix_ms": prefix,
+        "weights_read_ms": read,
+        "floor_ms": floor,
         "torch_pipeline_ms": torch_ms,
+        "torch_prefix_ms": torch_prefix,
+        "floor_over_torch": torch_ms.map(|t| floor / t),
         "pipeline_over_torch": torch_ms.map(|t| pipe_ms / t),
     });
     let path = root.join("target/bench-report.json");

@@ -258,6 +258,8 @@ fn toggles(name: &str, dir: PathBuf, prompt: String, layers: usize, heads: usize
 }
 
 fn main() {
+    // As the binary does; SAFETY: no thread has started yet.
+    unsafe { coconut_lens::model::pin_cpu_threads() };
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     for (name, shape) in [
         ("small (4 layers x 4 heads)", SampleShape::SMALL),

@@ -34,8 +34,8 @@ One timed run (model loading excluded) is:
 The median over --runs runs (default 5) after one untimed warm-up run (which also checks the
 hook and the hidden states against the model's own outputs) is printed as ONE JSON line on
 stdout, e.g.
-    {"pipeline_ms": 812.3, "runs": 5, "threads": 2, "torch": "2.15.0", "transformers": "5.23.0", ...}
-Progress and diagnostics go to stderr.
+    {"pipeline_ms": 812.3, "prefix_ms": 190.2, "runs": 5, "threads": 2, "torch": "2.15.0", ...}
+(prefix_ms: the median time to the end of step 1, the prefix forward.) Progress and diagnostics go to stderr.
 """
 
 import argparse
@@ -103,8 +103,9 @@ class Parts:
         self.last_block_out = x[:, -1]
 
 
-def pipeline(parts, spec, check=False):
-    """One Coconut run. Returns the materialised results (lists)."""
+def pipeline(parts, spec, check=False, on_prefix=None):
+    """One Coconut run. Returns the materialised results (lists). `on_prefix` is called when
+    the prefix forward has run (the benchmark times it)."""
     import torch
 
     model, embed = parts.model, parts.embed
@@ -137,6 +138,8 @@ def pipeline(parts, spec, check=False):
         [list(spec["prompt_ids"]) + [spec["start"]]], dtype=torch.long, device=device
     )
     past, resid, final, logits = forward(embed(prefix), None)
+    if on_prefix is not None:
+        on_prefix()
 
     # 2. continuous thoughts
     for _ in range(spec["thoughts"]):
@@ -243,11 +246,16 @@ def main():
             t = time.perf_counter()
             warm = pipeline(parts, spec, check=True)
             log(f"warm-up {1000 * (time.perf_counter() - t):.1f} ms (checks passed); answer ids {warm['answer_ids']}")
-            times = []
+            times, prefix_times = [], []
             for k in range(args.runs):
                 sync()
                 t = time.perf_counter()
-                res = pipeline(parts, spec)
+
+                def prefix_done():
+                    sync()
+                    prefix_times.append(1000 * (time.perf_counter() - t))
+
+                res = pipeline(parts, spec, on_prefix=prefix_done)
                 sync()
                 ms = 1000 * (time.perf_counter() - t)
                 times.append(ms)
@@ -258,6 +266,7 @@ def main():
     out = {
         "pipeline_ms": round(statistics.median(times), 1),
         "min_ms": round(min(times), 1),
+        "prefix_ms": round(statistics.median(prefix_times), 1),
         "max_ms": round(max(times), 1),
         "runs": args.runs,
         "threads": args.threads,

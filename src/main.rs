@@ -4,6 +4,8 @@ use clap::Parser;
 use coconut_lens::cli::{Cli, Command, analyze};
 
 fn main() -> ExitCode {
+    // SAFETY: first statement of main, before any thread exists.
+    unsafe { coconut_lens::model::pin_cpu_threads() };
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -51,6 +51,12 @@ pub fn pipeline(m: &LoadedModel, ids: &[u32]) -> usize {
 /// The PyTorch pipeline's median time (`scripts/bench_torch.py`), when `COCONUT_LENS_PYTHON`
 /// (default `python3`) has torch and transformers.
 pub fn torch_pipeline_ms(dir: &Path, extra: &[&str]) -> Option<f64> {
+    torch_reference(dir, extra)?["pipeline_ms"].as_f64()
+}
+
+/// The JSON line of `scripts/bench_torch.py` (`pipeline_ms`, `prefix_ms`, ...), when
+/// `COCONUT_LENS_PYTHON` (default `python3`) has torch and transformers.
+pub fn torch_reference(dir: &Path, extra: &[&str]) -> Option<serde_json::Value> {
     let python = std::env::var("COCONUT_LENS_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_torch.py");
     let out = Command::new(&python)
@@ -70,6 +76,5 @@ pub fn torch_pipeline_ms(dir: &Path, extra: &[&str]) -> Option<f64> {
         );
         return None;
     }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    v["pipeline_ms"].as_f64()
+    serde_json::from_slice(&out.stdout).ok()
 }
