@@ -58,7 +58,11 @@ fn weights_read_ms(dir: &Path) -> f64 {
     };
     let sum = || floats.par_chunks(1 << 16).map(lanes).sum::<f32>();
     std::hint::black_box(sum()); // fault the pages in
-    median((0..5).map(|_| time_ms(|| std::hint::black_box(sum())).0).collect())
+    median(
+        (0..5)
+            .map(|_| time_ms(|| std::hint::black_box(sum())).0)
+            .collect(),
+    )
 }
 
 /// The whole 4-byte-aligned body of a byte slice as f32 (header bytes included: only the
@@ -81,7 +85,10 @@ fn prefix_ms(m: &coconut_lens::model::LoadedModel, ids: &[u32]) -> f64 {
     let embeds = m.model.embed_ids(&ids).unwrap();
     let once = || {
         let mut cache = KvCache::new(m.model.info.layers);
-        m.model.forward(&embeds, &mut cache, &capture, &hooks).unwrap().hidden
+        m.model
+            .forward(&embeds, &mut cache, &capture, &hooks)
+            .unwrap()
+            .hidden
     };
     once();
     median((0..5).map(|_| time_ms(once).0).collect())

@@ -274,3 +274,65 @@ fn without_its_model_a_session_shows_its_saved_results_read_only() {
     );
     assert!(matches!(r.app.status.as_ref(), Some(s) if !s.error));
 }
+
+/// What the explorer saves as the engine's document is what `analyze` computes for the same
+/// run: the explorer derives it from its own lens pass instead of a second one.
+#[test]
+fn the_explorers_document_is_the_engines() {
+    use coconut_lens::analysis::document::analyze_prompt;
+    use coconut_lens::thought::RunSpec;
+    use std::sync::atomic::AtomicBool;
+
+    for fixture in ["gpt2-tiny", "llama-tiny-gqa"] {
+        let lm = common::load_dir(fixture);
+        let mut params = common::tui::tiny_params();
+        params.interventions.ablated_heads.insert((1, 0));
+        let shown =
+            coconut_lens::tui::compute::analyse_run(&lm, &params, None, &AtomicBool::new(false))
+                .unwrap()
+                .document;
+        let spec = RunSpec {
+            thoughts: params.thoughts,
+            mode: params.mode,
+            max_new_tokens: params.max_new_tokens,
+            context_rows: 1,
+            attention: false,
+            forced_answer: Vec::new(),
+        };
+        let hooks = lm.model.hooks(&params.interventions).unwrap();
+        let (_, engine) = analyze_prompt(
+            &lm.model,
+            &lm.tokenizer,
+            &params.prompt,
+            &spec,
+            &hooks,
+            params.top_k,
+        )
+        .unwrap();
+        assert_eq!(shown.tokens, engine.tokens, "{fixture}");
+        assert_eq!(shown.answer.ids, engine.answer.ids, "{fixture}");
+        assert_eq!(shown.thoughts.len(), engine.thoughts.len(), "{fixture}");
+        let steps = |d: &coconut_lens::analysis::document::AnalysisDocument| {
+            let mut v: Vec<_> = d.thoughts.iter().map(|t| t.step.clone()).collect();
+            v.push(d.answer.first.clone());
+            v
+        };
+        for (a, b) in steps(&shown).iter().zip(steps(&engine)) {
+            assert_eq!(a.position, b.position, "{fixture}");
+            assert!((a.entropy - b.entropy).abs() < 1e-6, "{fixture}");
+            assert_eq!(a.angular, b.angular, "{fixture}");
+            assert_eq!(a.lens.len(), b.lens.len(), "{fixture}");
+            for (la, lb) in a.lens.iter().zip(&b.lens) {
+                let ids = |l: &coconut_lens::analysis::LensLayer| {
+                    l.top.iter().map(|t| t.id).collect::<Vec<_>>()
+                };
+                assert_eq!(ids(la), ids(lb), "{fixture} layer {}", la.layer);
+                for (ta, tb) in la.top.iter().zip(&lb.top) {
+                    assert!((ta.prob - tb.prob).abs() < 1e-6, "{fixture}");
+                    assert_eq!(ta.text, tb.text);
+                }
+            }
+        }
+        assert_eq!(shown.blocks, engine.blocks, "{fixture}");
+    }
+}

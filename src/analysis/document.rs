@@ -94,7 +94,25 @@ pub fn document_of_run(
 ) -> Result<AnalysisDocument> {
     let mut steps: Vec<_> = run.thoughts.iter().collect();
     steps.push(run.answer_first());
-    let mut analyses = analyze_steps(model, tokenizer, &steps, top_k)?;
+    let analyses = analyze_steps(model, tokenizer, &steps, top_k)?;
+    document_from_analyses(model, tokenizer, run, analyses)
+}
+
+/// The analysis document of `run` from the analyses of its thoughts and of the answer's
+/// first position, in that order (see [`crate::analysis::step_analysis`]).
+pub fn document_from_analyses(
+    model: &Model,
+    tokenizer: &Tokenizer,
+    run: &Run,
+    mut analyses: Vec<StepAnalysis>,
+) -> Result<AnalysisDocument> {
+    if analyses.len() != run.thoughts.len() + 1 {
+        anyhow::bail!(
+            "{} step analyses for a run of {} thoughts and an answer",
+            analyses.len(),
+            run.thoughts.len()
+        );
+    }
     let first = analyses.pop().expect("answer step analysed");
     let thoughts = run
         .thoughts

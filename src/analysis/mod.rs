@@ -243,23 +243,28 @@ pub fn lens_top_k(
     };
     Ok(tops
         .chunks(layers)
-        .map(|step| {
-            step.iter()
-                .enumerate()
-                .map(|(layer, top)| LensLayer {
-                    layer,
-                    top: top
-                        .iter()
-                        .map(|&(id, prob)| TokenProb {
-                            id,
-                            text: tokenizer.token_text(id),
-                            prob,
-                        })
-                        .collect(),
-                })
-                .collect()
-        })
+        .map(|step| lens_layers(tokenizer, step.iter().map(Vec::as_slice)))
         .collect())
+}
+
+/// The lens of one step, layers 0..=L, from each layer's top tokens.
+fn lens_layers<'a>(
+    tokenizer: &Tokenizer,
+    tops: impl Iterator<Item = &'a [(u32, f32)]>,
+) -> Vec<LensLayer> {
+    tops.enumerate()
+        .map(|(layer, top)| LensLayer {
+            layer,
+            top: top
+                .iter()
+                .map(|&(id, prob)| TokenProb {
+                    id,
+                    text: tokenizer.token_text(id),
+                    prob,
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 /// arccos(cos(a, b)) / π in f64, the cosine clamped to [-1, 1].
@@ -328,6 +333,24 @@ pub fn prune_blocks(resids: &[Vec<Vec<f32>>]) -> Vec<BlockChoice> {
             }
         })
         .collect()
+}
+
+/// [`analyze_steps`] of one step whose lens is already summarised (`lens`: layers 0..=L, from
+/// [`lens_summaries`]), keeping the `top_k` first tokens of each layer: the same result
+/// without a second pass through the LM head.
+pub fn step_analysis(
+    tokenizer: &Tokenizer,
+    step: &StepRecord,
+    lens: &[LogitSummary],
+    top_k: usize,
+) -> Result<StepAnalysis> {
+    let tops = lens.iter().map(|s| &s.top[..top_k.min(s.top.len())]);
+    Ok(StepAnalysis {
+        position: step.position,
+        entropy: entropy(&step.logits)?,
+        lens: lens_layers(tokenizer, tops),
+        angular: angular_profile(&resid_host(step)?),
+    })
 }
 
 /// Lens, entropy and angular distances for each step.

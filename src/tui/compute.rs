@@ -11,11 +11,11 @@ use super::data::{
     Comparison, Documents, Importance, LensCell, ModelSummary, RunParams, RunSummary, RunView,
     Step, StepKind, TokProb,
 };
-use crate::analysis::document::{AnalysisDocument, document_of_run};
+use crate::analysis::document::{AnalysisDocument, document_from_analyses};
 use crate::analysis::importance::{
     ImportanceMethod, SweepControl, ablation_importance, gradient_importance, kl, scored_spec,
 };
-use crate::analysis::{angular_profile, lens_summaries, prune_blocks, resid_host};
+use crate::analysis::{angular_profile, lens_summaries, prune_blocks, resid_host, step_analysis};
 use crate::model::load::{device_label, dtype_label};
 use crate::model::{LoadedModel, ModelSource, Tokenizer};
 use crate::thought::{self, RunSpec, StepRecord};
@@ -137,8 +137,6 @@ pub fn analyse_run(
         &hooks,
     )?;
     check(cancel)?;
-    let document = document_of_run(model, tok, &run, params.top_k)?;
-    check(cancel)?;
     let markers = tok.coconut.is_some();
 
     // The last prompt row is the first thought's (or the answer's) position: drop it.
@@ -167,6 +165,11 @@ pub fn analyse_run(
     let refs: Vec<&StepRecord> = records.iter().map(|(s, _, _)| *s).collect();
     let summaries = lens_summaries(model, &refs, params.top_k, target)?;
     check(cancel)?;
+    // The engine's document from the same lens: the thoughts and the answer's first position.
+    let analyses = (ctx..=ctx + run.thoughts.len())
+        .map(|i| step_analysis(tok, refs[i], &summaries[i], params.top_k))
+        .collect::<Result<Vec<_>>>()?;
+    let document = document_from_analyses(model, tok, &run, analyses)?;
     let prompt_len = ids.len();
     let tp = |id: u32, prob: f32| TokProb {
         id,
