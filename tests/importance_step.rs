@@ -7,6 +7,7 @@ mod common;
 use candle_core::{D, IndexOp, Tensor};
 use coconut_lens::analysis::importance::{
     SweepControl, ablation_importance, ablation_importance_naive, gradient_importance, scored_spec,
+    scored_spec_of_answer,
 };
 use coconut_lens::model::{Interventions, LoadedModel};
 use coconut_lens::thought::{RunSpec, ThoughtCount, ThoughtMode, run};
@@ -98,6 +99,10 @@ fn a_later_answer_step_is_scored_with_the_base_answer_forced() {
     let (scored, target) = scored_spec(model, tok, &ids, &spec(), &iv, 2).unwrap();
     assert_eq!(scored.forced_answer, base.answer_ids[..2]);
     assert_eq!(target, base.answer_ids[2]);
+    // The same from an answer already computed (what the explorer does).
+    let (again, again_target) = scored_spec_of_answer(model, &spec(), &base.answer_ids, 2).unwrap();
+    assert_eq!(again.forced_answer, scored.forced_answer);
+    assert_eq!(again_target, target);
 
     let mut progress = |_: usize, _: usize| {};
     let mut ctl = SweepControl {

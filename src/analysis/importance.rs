@@ -84,6 +84,16 @@ fn scored_step<'r>(run: &'r Run, spec: &RunSpec) -> Result<&'r StepRecord> {
         .ok_or_else(|| anyhow::anyhow!("the answer ends before answer token {k}"))
 }
 
+fn check_step_in_range(spec: &RunSpec, step: usize) -> Result<()> {
+    if step > 0 && step >= spec.max_new_tokens {
+        bail!(
+            "answer token {step} cannot be scored: the answer is at most {} tokens long",
+            spec.max_new_tokens
+        );
+    }
+    Ok(())
+}
+
 /// The spec that scores answer token `step` (0-based) of the base run (the user's
 /// interventions applied): its first `step` greedy answer tokens become forced. Also returns
 /// the base's greedy token at `step`, the default gradient target.
@@ -95,12 +105,7 @@ pub fn scored_spec(
     base: &Interventions,
     step: usize,
 ) -> Result<(RunSpec, u32)> {
-    if step > 0 && step >= spec.max_new_tokens {
-        bail!(
-            "answer token {step} cannot be scored: the answer is at most {} tokens long",
-            spec.max_new_tokens
-        );
-    }
+    check_step_in_range(spec, step)?;
     let probe = RunSpec {
         max_new_tokens: step + 1,
         context_rows: 1,
@@ -109,11 +114,23 @@ pub fn scored_spec(
         ..spec.clone()
     };
     let r = run(model, tokenizer, prompt_ids, &probe, &model.hooks(base)?)?;
-    let n = r.answer_ids.len();
-    let Some(&target) = r.answer_ids.get(step) else {
+    scored_spec_of_answer(model, spec, &r.answer_ids, step)
+}
+
+/// [`scored_spec`] from the base run's greedy answer (at least its first `step + 1` tokens),
+/// when the caller has already run it.
+pub fn scored_spec_of_answer(
+    model: &Model,
+    spec: &RunSpec,
+    answer_ids: &[u32],
+    step: usize,
+) -> Result<(RunSpec, u32)> {
+    check_step_in_range(spec, step)?;
+    let n = answer_ids.len();
+    let Some(&target) = answer_ids.get(step) else {
         bail!("answer token {step} cannot be scored: the greedy answer has only {n} tokens");
     };
-    if let Some(&end) = r.answer_ids[..step]
+    if let Some(&end) = answer_ids[..step]
         .iter()
         .find(|id| model.info.eos_ids.contains(id))
     {
@@ -122,7 +139,7 @@ pub fn scored_spec(
         );
     }
     let scored = RunSpec {
-        forced_answer: r.answer_ids[..step].to_vec(),
+        forced_answer: answer_ids[..step].to_vec(),
         ..spec.clone()
     };
     Ok((scored, target))

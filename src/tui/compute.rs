@@ -13,7 +13,8 @@ use super::data::{
 };
 use crate::analysis::document::{AnalysisDocument, document_from_analyses};
 use crate::analysis::importance::{
-    ImportanceMethod, SweepControl, ablation_importance, gradient_importance, kl, scored_spec,
+    ImportanceMethod, SweepControl, ablation_importance, gradient_importance, kl,
+    scored_spec_of_answer,
 };
 use crate::analysis::{angular_profile, lens_summaries, prune_blocks, resid_host, step_analysis};
 use crate::model::load::{device_label, dtype_label};
@@ -356,7 +357,7 @@ pub fn compute_importance(
     let answer = thought::run(model, tok, &ids, &spec, &model.hooks(iv)?)?.answer_ids;
     let step = tracked_step(tok, &answer, &model.info.eos_ids).unwrap_or(0);
     check(cancel)?;
-    let (spec, target) = scored_spec(model, tok, &ids, &spec, iv, step)?;
+    let (spec, target) = scored_spec_of_answer(model, &spec, &answer, step)?;
     check(cancel)?;
     let (heads, layers) = match method {
         ImportanceMethod::Ablation => {
