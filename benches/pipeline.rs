@@ -45,7 +45,7 @@ fn weights_read_ms(dir: &Path) -> f64 {
     let file = std::fs::File::open(dir.join("model.safetensors")).unwrap();
     // SAFETY: the benchmark's own generated file, not modified while mapped.
     let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
-    let floats: &[f32] = bytemuck_f32(&map);
+    let floats: &[f32] = as_f32s(&map);
     // Sixteen independent lanes, so that the adds vectorise and the loop is bound by memory.
     let lanes = |c: &[f32]| {
         let mut acc = [0f32; 16];
@@ -67,7 +67,7 @@ fn weights_read_ms(dir: &Path) -> f64 {
 
 /// The whole 4-byte-aligned body of a byte slice as f32 (header bytes included: only the
 /// reading time matters).
-fn bytemuck_f32(bytes: &[u8]) -> &[f32] {
+fn as_f32s(bytes: &[u8]) -> &[f32] {
     // SAFETY: every bit pattern is a valid f32, and align_to only hands out aligned elements.
     let (_, floats, _) = unsafe { bytes.align_to::<f32>() };
     floats

@@ -116,11 +116,15 @@ pub fn summarize_logits(logits: &[f32], k: usize, tracked: Option<u32>) -> Logit
     // an earlier one, so ties go to the lower id.
     let k = k.min(logits.len());
     let mut top: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
-    let (mut sum, mut weighted) = (0f64, 0f64);
+    let tracked_logit = tracked.and_then(|t| logits.get(t as usize).copied());
+    let (mut sum, mut weighted, mut above_tracked) = (0f64, 0f64, 0usize);
     for (i, &x) in logits.iter().enumerate() {
         let e = (x - max).exp() as f64;
         sum += e;
         weighted += e * (x - max) as f64;
+        if tracked_logit.is_some_and(|xt| x > xt) {
+            above_tracked += 1;
+        }
         if k > 0 && (top.len() < k || x > top[k - 1].1) {
             let at = top.partition_point(|&(_, y)| y >= x);
             top.insert(at, (i as u32, x));
@@ -130,10 +134,7 @@ pub fn summarize_logits(logits: &[f32], k: usize, tracked: Option<u32>) -> Logit
     // log Z = max + ln(sum); H = log Z - E[x].
     let log_z = max as f64 + sum.ln();
     let prob = |x: f32| (x as f64 - log_z).exp() as f32;
-    let tracked = tracked.filter(|&t| (t as usize) < logits.len()).map(|t| {
-        let xt = logits[t as usize];
-        (1 + logits.iter().filter(|&&x| x > xt).count(), prob(xt))
-    });
+    let tracked = tracked_logit.map(|xt| (1 + above_tracked, prob(xt)));
     LogitSummary {
         top: top.into_iter().map(|(i, x)| (i, prob(x))).collect(),
         entropy: (sum.ln() - weighted / sum) as f32,
