@@ -8,6 +8,7 @@ use common::scratch;
 use std::sync::LazyLock;
 
 use coconut_lens::data::prosqa::{GenConfig, ProsQaProblem, generate, to_json, validate};
+use coconut_lens::data::tokenizer::TextForm;
 use coconut_lens::data::{stats, tokenizer};
 use coconut_lens::model::tokenizer::{END_LATENT, LATENT, START_LATENT};
 
@@ -142,7 +143,7 @@ fn generated_answers_are_balanced_and_graphs_have_distractors() {
 
 #[test]
 fn tokenizer_round_trips_every_generated_problem() {
-    let tok = tokenizer::build().unwrap();
+    let tok = tokenizer::build(TextForm::Words).unwrap();
     let unk = tok.token_to_id(tokenizer::UNK).unwrap();
     let newline = tok.token_to_id("\n").unwrap();
     for p in PROBLEMS.iter() {
@@ -162,7 +163,7 @@ fn tokenizer_round_trips_every_generated_problem() {
 
 #[test]
 fn tokenizer_handles_the_coconut_format() {
-    let tok = tokenizer::build().unwrap();
+    let tok = tokenizer::build(TextForm::Words).unwrap();
     let p = &PROBLEMS[0];
     let id = |t: &str| tok.token_to_id(t).unwrap();
     for t in [
@@ -202,13 +203,13 @@ fn tokenizer_handles_the_coconut_format() {
 fn tokenizer_file_loads_and_is_reproducible() {
     let dir = scratch("data-tokenizer");
     let path = dir.join("tokenizer.json");
-    tokenizer::write(&path).unwrap();
+    tokenizer::write(&path, TextForm::Words).unwrap();
     let first = std::fs::read(&path).unwrap();
-    tokenizer::write(&path).unwrap();
+    tokenizer::write(&path, TextForm::Words).unwrap();
     assert!(first == std::fs::read(&path).unwrap(), "not byte-identical");
 
     let loaded = tokenizers::Tokenizer::from_file(&path).unwrap();
-    let built = tokenizer::build().unwrap();
+    let built = tokenizer::build(TextForm::Words).unwrap();
     let text = format!("{}\n", PROBLEMS[1].question);
     assert_eq!(
         loaded.encode(text.as_str(), true).unwrap().get_ids(),

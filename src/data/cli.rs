@@ -53,6 +53,10 @@ pub struct TokenizerArgs {
     /// Output file (tokenizer.json).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
+    /// The compact form (template words of facts dropped by the normalizer), as the bundled
+    /// model's.
+    #[arg(long)]
+    pub compact: bool,
 }
 
 pub fn run(args: &DataArgs) -> Result<()> {
@@ -77,7 +81,14 @@ pub fn run(args: &DataArgs) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&s)?);
         }
         DataCommand::Tokenizer(a) => {
-            tokenizer::write(&a.out)?;
+            tokenizer::write(
+                &a.out,
+                if a.compact {
+                    tokenizer::TextForm::Compact
+                } else {
+                    tokenizer::TextForm::Words
+                },
+            )?;
             eprintln!(
                 "wrote {} ({} tokens)",
                 a.out.display(),

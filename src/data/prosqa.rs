@@ -584,34 +584,84 @@ fn attempt(rng: &mut Rng, cfg: &GenConfig, depth: usize) -> Option<ProsQaProblem
     })
 }
 
+/// One problem drawn with `rng`: a depth from `cfg.depths`, then graphs until one fits.
+pub fn sample(cfg: &GenConfig, rng: &mut Rng) -> Result<ProsQaProblem> {
+    let depth_weights: Vec<f64> = cfg.depths.iter().map(|&(_, w)| f64::from(w)).collect();
+    let depth = cfg.depths[rng.weighted(&depth_weights)].0;
+    const MAX_ATTEMPTS: usize = 100_000;
+    for _ in 0..MAX_ATTEMPTS {
+        if let Some(p) = attempt(rng, cfg, depth) {
+            return Ok(p);
+        }
+    }
+    bail!("no graph of depth {depth} in {MAX_ATTEMPTS} attempts: the configuration is too tight")
+}
+
 /// `n` distinct problems, deterministic in `(seed, split)`: different split names give
 /// independent streams from the same seed.
 pub fn generate(cfg: &GenConfig, n: usize, seed: u64, split: &str) -> Result<Vec<ProsQaProblem>> {
     cfg.check()?;
     let mut rng = Rng::with_label(seed, split);
-    let depth_weights: Vec<f64> = cfg.depths.iter().map(|&(_, w)| f64::from(w)).collect();
     let mut seen = HashSet::new();
     let mut out = Vec::with_capacity(n);
-    const MAX_ATTEMPTS: usize = 100_000;
     while out.len() < n {
-        let depth = cfg.depths[rng.weighted(&depth_weights)].0;
-        let mut problem = None;
-        for _ in 0..MAX_ATTEMPTS {
-            problem = attempt(&mut rng, cfg, depth);
-            if problem.is_some() {
-                break;
-            }
-        }
-        let Some(problem) = problem else {
-            bail!(
-                "no graph of depth {depth} in {MAX_ATTEMPTS} attempts: the configuration is too tight"
-            );
-        };
+        let problem = sample(cfg, &mut rng)?;
         if seen.insert(problem.question.clone()) {
             out.push(problem);
         }
     }
     Ok(out)
+}
+
+/// The edges of the chain of thought, root to target, read from `steps`.
+pub fn gold_path(p: &ProsQaProblem) -> Result<Vec<[usize; 2]>> {
+    let index_of = |name: &str| p.idx_to_symbol.iter().position(|s| s == name);
+    let mut at = p.root;
+    p.steps
+        .iter()
+        .map(|step| {
+            let next = step
+                .strip_suffix('.')
+                .and_then(|s| s.rsplit_once(" is a "))
+                .and_then(|(_, to)| index_of(to))
+                .with_context(|| format!("step \"{step}\" is not \"... is a X.\""))?;
+            let edge = [at, next];
+            at = next;
+            Ok(edge)
+        })
+        .collect()
+}
+
+/// The problem told with `keep` of its facts: every edge of the chain of thought and
+/// `keep` minus its length others at random, in a new random order (the question's query,
+/// the answer and the steps unchanged). Dropping edges never makes the negative target
+/// reachable or a path shorter, so the result is still a valid problem. `keep` is clamped to
+/// the chain's length and the number of facts.
+pub fn thin(p: &ProsQaProblem, keep: usize, rng: &mut Rng) -> Result<ProsQaProblem> {
+    let path = gold_path(p)?;
+    let mut others: Vec<[usize; 2]> = p
+        .edges
+        .iter()
+        .copied()
+        .filter(|e| !path.contains(e))
+        .collect();
+    rng.shuffle(&mut others);
+    others.truncate(keep.saturating_sub(path.len()));
+    let mut edges = path;
+    edges.extend(others);
+    rng.shuffle(&mut edges);
+    let sym = &p.idx_to_symbol;
+    let (_, query) = split_question(&p.question)?;
+    let mut sentences: Vec<String> = edges
+        .iter()
+        .map(|&[a, b]| edge_sentence(&sym[a], &sym[b]))
+        .collect();
+    sentences.push(query.to_string());
+    Ok(ProsQaProblem {
+        question: sentences.join(" "),
+        edges,
+        ..p.clone()
+    })
 }
 
 /// Reads a ProsQA-schema file (a JSON array of problems).
@@ -732,5 +782,35 @@ mod tests {
         assert!(text.ends_with('}') || text.ends_with("}]"));
         let back: Vec<ProsQaProblem> = serde_json::from_str(&text).unwrap();
         assert_eq!(back, vec![p]);
+    }
+
+    #[test]
+    fn a_thinned_problem_keeps_the_chain_and_stays_valid() {
+        let p = sample();
+        let path = gold_path(&p).unwrap();
+        assert_eq!(path.len(), p.steps.len());
+        let mut rng = Rng::new(5);
+        for keep in [
+            0,
+            path.len(),
+            path.len() + 3,
+            p.edges.len(),
+            p.edges.len() + 10,
+        ] {
+            let t = thin(&p, keep, &mut rng).unwrap();
+            validate(&t).unwrap();
+            let want = keep.clamp(path.len(), p.edges.len());
+            assert_eq!(t.edges.len(), want, "keep {keep}");
+            assert!(path.iter().all(|e| t.edges.contains(e)));
+            assert!(t.edges.iter().all(|e| p.edges.contains(e)));
+            assert_eq!(t.answer, p.answer);
+        }
+        // All facts kept: the same edges in a new order.
+        let all = thin(&p, p.edges.len(), &mut rng).unwrap();
+        assert_ne!(all.question, p.question);
+        let (mut a, mut b) = (all.edges.clone(), p.edges.clone());
+        a.sort();
+        b.sort();
+        assert_eq!(a, b);
     }
 }

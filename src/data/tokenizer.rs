@@ -8,6 +8,14 @@
 //! whitespace split would otherwise drop the newline and the punctuation split would cut
 //! `###` in three). The decoder joins words with spaces, then removes the space before
 //! punctuation and around newlines, so `decode(encode(text)) == text` for ProsQA text.
+//!
+//! The [`TextForm::Compact`] form adds a normalizer that drops the template words of a fact
+//! (`Replace("Every ", "")`, then `Replace(" is a ", " ")`): `Every wumpus is a yumpus.`
+//! becomes the three tokens `wumpus yumpus .` and a real validation prompt about half as many
+//! tokens, with the text still the official one. The question's `Is Tom a X or Y?` has no
+//! ` is a ` and stays whole. Encoding is then lossy (`decode` gives `wumpus yumpus.`), so ids
+//! that must decode to the official text, such as a training answer `### Tom is a wumpus.`,
+//! are built with [`verbatim_ids`], which skips the normalizer.
 
 use std::path::Path;
 
@@ -18,6 +26,7 @@ use tokenizers::decoders::sequence::Sequence as DecoderSequence;
 use tokenizers::decoders::wordpiece::WordPiece;
 use tokenizers::models::wordlevel::WordLevel;
 use tokenizers::normalizers::replace::Replace;
+use tokenizers::normalizers::{NormalizerWrapper, Sequence as NormalizerSequence};
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::pre_tokenizers::punctuation::Punctuation;
 use tokenizers::pre_tokenizers::sequence::Sequence as PreSequence;
@@ -49,8 +58,21 @@ fn err(e: impl std::fmt::Display) -> anyhow::Error {
     anyhow!("{e}")
 }
 
+/// How fact sentences are tokenized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TextForm {
+    /// Every word a token: `Every wumpus is a yumpus.` is 6 tokens.
+    Words,
+    /// Template words of facts dropped by the normalizer: `wumpus yumpus .`.
+    Compact,
+}
+
+/// The normalizer replacements of the compact form, applied in order.
+pub const COMPACT_REPLACEMENTS: [(&str, &str); 2] = [("Every ", ""), (" is a ", " ")];
+
 /// Builds the tokenizer.
-pub fn build() -> Result<Tokenizer> {
+pub fn build(form: TextForm) -> Result<Tokenizer> {
     let vocab: serde_json::Map<String, serde_json::Value> = vocabulary()
         .into_iter()
         .enumerate()
@@ -72,6 +94,20 @@ pub fn build() -> Result<Tokenizer> {
         PreTokenizerWrapper::Punctuation(Punctuation::new(SplitDelimiterBehavior::Isolated)),
     ]);
     tok.with_pre_tokenizer(Some(PreTokenizerWrapper::Sequence(pre)));
+    if form == TextForm::Compact {
+        let steps = COMPACT_REPLACEMENTS
+            .iter()
+            .map(|&(pattern, content)| {
+                Ok(NormalizerWrapper::Replace(
+                    Replace::new(pattern, content).map_err(err)?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        tok.with_normalizer(Some(NormalizerWrapper::Sequence(NormalizerSequence::new(
+            steps,
+        ))))
+        .map_err(err)?;
+    }
 
     // A WordPiece decoder whose continuation prefix is a space never strips anything (no
     // token holds a space), so it puts one space before every token but the first.
@@ -106,14 +142,61 @@ pub fn build() -> Result<Tokenizer> {
     Ok(tok)
 }
 
+/// The ids of `text` without the normalizer: each whitespace-separated word, with its
+/// punctuation split off, looked up in the vocabulary (an unknown word is an error). With the
+/// compact form these ids decode to `text` where `encode` would drop template words.
+pub fn verbatim_ids(tok: &Tokenizer, text: &str) -> Result<Vec<u32>> {
+    let id = |piece: &str| {
+        tok.token_to_id(piece)
+            .with_context(|| format!("\"{piece}\" is not in the vocabulary"))
+    };
+    let mut ids = Vec::new();
+    for word in text.split_whitespace() {
+        // Whole words first: `###` and the added tokens.
+        if let Some(i) = tok.token_to_id(word) {
+            ids.push(i);
+            continue;
+        }
+        let mut start = 0;
+        for (i, c) in word.char_indices() {
+            if c.is_ascii_punctuation() {
+                if start < i {
+                    ids.push(id(&word[start..i])?);
+                }
+                ids.push(id(&word[i..i + 1])?);
+                start = i + 1;
+            }
+        }
+        if start < word.len() {
+            ids.push(id(&word[start..])?);
+        }
+    }
+    Ok(ids)
+}
+
 /// The tokenizer as pretty-printed `tokenizer.json` text.
-pub fn to_json() -> Result<String> {
-    build()?.to_string(true).map_err(err)
+pub fn to_json(form: TextForm) -> Result<String> {
+    build(form)?.to_string(true).map_err(err)
 }
 
 /// Writes `tokenizer.json` to `path` atomically.
-pub fn write(path: &Path) -> Result<()> {
-    super::write_atomic(path, to_json()?.as_bytes())
+pub fn write(path: &Path, form: TextForm) -> Result<()> {
+    super::write_atomic(path, to_json(form)?.as_bytes())
+}
+
+/// `tokenizer_config.json`, so that transformers' `AutoTokenizer` loads the folder as a
+/// `PreTrainedTokenizerFast` with its end-of-text and unknown tokens.
+pub fn config_json() -> String {
+    let cfg = serde_json::json!({
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "eos_token": EOS,
+        "bos_token": EOS,
+        "unk_token": UNK,
+        "pad_token": EOS,
+        "clean_up_tokenization_spaces": false,
+        "model_max_length": 1024,
+    });
+    serde_json::to_string_pretty(&cfg).expect("a JSON value serialises")
 }
 
 #[cfg(test)]
@@ -122,7 +205,7 @@ mod tests {
 
     #[test]
     fn ids_follow_the_vocabulary() {
-        let tok = build().unwrap();
+        let tok = build(TextForm::Words).unwrap();
         for (i, w) in vocabulary().iter().enumerate() {
             assert_eq!(tok.token_to_id(w), Some(i as u32), "{w:?}");
         }
@@ -131,7 +214,7 @@ mod tests {
 
     #[test]
     fn splits_words_and_punctuation() {
-        let tok = build().unwrap();
+        let tok = build(TextForm::Words).unwrap();
         let text = "Every lempus is a yumpus. Is Tom a lempus or yumpus?\n### Tom is a yumpus.";
         let enc = tok.encode(text, false).unwrap();
         assert_eq!(
@@ -146,8 +229,35 @@ mod tests {
 
     #[test]
     fn unknown_words_map_to_unk() {
-        let tok = build().unwrap();
+        let tok = build(TextForm::Words).unwrap();
         let enc = tok.encode("Every blorpus is a lempus.", false).unwrap();
         assert_eq!(enc.get_ids()[1], tok.token_to_id(UNK).unwrap());
+    }
+
+    #[test]
+    fn the_compact_form_drops_template_words_of_facts_only() {
+        let tok = build(TextForm::Compact).unwrap();
+        let text = "Every lempus is a yumpus. Tom is a lempus. Is Tom a lempus or yumpus?\n";
+        let enc = tok.encode(text, false).unwrap();
+        assert_eq!(
+            enc.get_tokens(),
+            [
+                "lempus", "yumpus", ".", "Tom", "lempus", ".", "Is", "Tom", "a", "lempus", "or",
+                "yumpus", "?", "\n"
+            ]
+        );
+    }
+
+    #[test]
+    fn verbatim_ids_decode_to_the_official_answer() {
+        let tok = build(TextForm::Compact).unwrap();
+        let answer = "### Tom is a yumpus.";
+        let ids = verbatim_ids(&tok, answer).unwrap();
+        let words: Vec<String> = ids.iter().map(|&i| tok.id_to_token(i).unwrap()).collect();
+        assert_eq!(words, ["###", "Tom", "is", "a", "yumpus", "."]);
+        assert_eq!(tok.decode(&ids, true).unwrap(), answer);
+        // The normalizer would have dropped "is a".
+        assert_eq!(tok.encode(answer, false).unwrap().get_ids().len(), 4);
+        assert!(verbatim_ids(&tok, "Tom is a blorpus.").is_err());
     }
 }

@@ -57,6 +57,11 @@ impl Tokenizer {
         Ok(())
     }
 
+    /// The Hugging Face tokenizer itself.
+    pub fn inner(&self) -> &tokenizers::Tokenizer {
+        &self.inner
+    }
+
     pub fn token_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)
     }
