@@ -1,4 +1,4 @@
-//! The bundled model (`assets/coconut-prosqa`): a standard Hugging Face GPT-2 folder made by the
+//! The bundled model (`assets/coconut-prosqa`): a standard Hugging Face folder made by the
 //! documented training command, the default model of every command, and it still gives the
 //! validation accuracy the trainer recorded.
 
@@ -10,8 +10,9 @@ use std::process::Command;
 use candle_core::{DType, Device};
 use coconut_lens::data::prosqa;
 use coconut_lens::eval::{EvalMode, evaluate};
+use coconut_lens::model::Arch;
 use coconut_lens::model::{ModelSource, load_model};
-use coconut_lens::train::{Recipe, TrainConfig};
+use coconut_lens::train::{DataShape, Recipe, TrainConfig, params};
 use serde_json::Value;
 
 fn bundled() -> PathBuf {
@@ -28,8 +29,37 @@ fn metadata() -> Value {
     json_file(&bundled().join("coconut-lens.json"))
 }
 
+/// The shape the bundled model was trained with, read from its `config.json`.
+fn shape_of(cfg: &Value) -> TrainConfig {
+    let n = |k: &str| {
+        cfg[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("config.json lacks {k}")) as usize
+    };
+    let base = TrainConfig::bundled(Recipe::Coconut);
+    match cfg["model_type"].as_str() {
+        Some("gpt2") => TrainConfig {
+            arch: Arch::Gpt2,
+            layers: n("n_layer"),
+            d_model: n("n_embd"),
+            heads: n("n_head"),
+            context: n("n_positions"),
+            ..base
+        },
+        Some("llama") => TrainConfig {
+            arch: Arch::Llama,
+            layers: n("num_hidden_layers"),
+            d_model: n("hidden_size"),
+            heads: n("num_attention_heads"),
+            context: n("max_position_embeddings"),
+            ..base
+        },
+        other => panic!("the bundled model is a {other:?}, not GPT-2 or Llama"),
+    }
+}
+
 #[test]
-fn it_is_a_standard_gpt2_folder_under_20_mb() {
+fn it_is_a_standard_hugging_face_folder_under_10_mb() {
     let dir = bundled();
     let total: u64 = std::fs::read_dir(&dir)
         .unwrap()
@@ -37,51 +67,32 @@ fn it_is_a_standard_gpt2_folder_under_20_mb() {
         .filter(|m| m.is_file())
         .map(|m| m.len())
         .sum();
-    assert!(total < 20 << 20, "the bundled model takes {total} bytes");
+    assert!(total < 10 << 20, "the bundled model takes {total} bytes");
 
     let cfg = json_file(&dir.join("config.json"));
-    let train = TrainConfig::bundled(Recipe::Coconut);
-    assert_eq!(cfg["model_type"], "gpt2");
-    assert_eq!(cfg["n_layer"], train.layers);
-    assert_eq!(cfg["n_embd"], train.d_model);
-    assert_eq!(cfg["n_head"], train.heads);
+    let shape = shape_of(&cfg);
+    let tok = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
+    let vocab = tok.get_vocab_size(true);
+    assert_eq!(cfg["vocab_size"], vocab);
+    if shape.arch == Arch::Llama {
+        assert_eq!(cfg["intermediate_size"], shape.intermediate_size());
+    }
 
-    // Hugging Face key names, one tensor per parameter of GPT2LMHeadModel (tied head).
+    // Hugging Face key names, one tensor per parameter (tied head), of the shapes the trainer
+    // gives them.
     let tensors = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu)
         .expect("safetensors loads");
-    let mut want = vec![
-        "transformer.wte.weight".to_string(),
-        "transformer.wpe.weight".into(),
-        "transformer.ln_f.weight".into(),
-        "transformer.ln_f.bias".into(),
-    ];
-    for l in 0..train.layers {
-        for p in [
-            "ln_1.weight",
-            "ln_1.bias",
-            "attn.c_attn.weight",
-            "attn.c_attn.bias",
-            "attn.c_proj.weight",
-            "attn.c_proj.bias",
-            "ln_2.weight",
-            "ln_2.bias",
-            "mlp.c_fc.weight",
-            "mlp.c_fc.bias",
-            "mlp.c_proj.weight",
-            "mlp.c_proj.bias",
-        ] {
-            want.push(format!("transformer.h.{l}.{p}"));
-        }
-    }
-    let mut have: Vec<String> = tensors.keys().cloned().collect();
-    have.sort();
+    let mut want = params::parameters(&shape, vocab);
     want.sort();
+    let mut have: Vec<(String, Vec<usize>)> = tensors
+        .iter()
+        .map(|(k, t)| (k.clone(), t.dims().to_vec()))
+        .collect();
+    have.sort();
     assert_eq!(have, want);
     for t in tensors.values() {
         assert_eq!(t.dtype(), DType::F32);
     }
-
-    let tok = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
     for special in [
         "<|start-latent|>",
         "<|end-latent|>",
@@ -93,20 +104,29 @@ fn it_is_a_standard_gpt2_folder_under_20_mb() {
             "{special} is in the vocabulary"
         );
     }
-    assert_eq!(cfg["vocab_size"], tok.get_vocab_size(true));
 }
 
 #[test]
 fn its_metadata_names_the_training_command_and_the_measured_accuracy() {
     let meta = metadata();
-    let train = TrainConfig::bundled(Recipe::Coconut);
-    // `coconut-lens train --out assets/coconut-prosqa` with no other option made it.
-    assert_eq!(meta["training"], serde_json::to_value(&train).unwrap());
+    let history = meta["history"].as_array().unwrap();
+    assert!(!history.is_empty());
+    if meta.get("steps_done").is_some() {
+        // `coconut-lens train --out assets/coconut-prosqa` with no other option made it.
+        let train = TrainConfig::bundled(Recipe::Coconut);
+        assert_eq!(meta["training"], serde_json::to_value(&train).unwrap());
+        assert_eq!(
+            meta["steps_done"],
+            train.total_steps(),
+            "training ran to the end"
+        );
+        assert_eq!(history.last().unwrap()["step"], train.total_steps());
+        assert_eq!(meta["thoughts"], train.final_thoughts());
+    } else {
+        // The first bundled model (epoch-based trainer, before the step-based one).
+        assert_eq!(meta["epochs_done"], history.len());
+    }
     assert_eq!(meta["recipe"], "coconut");
-    let epochs = train.schedule().len();
-    assert_eq!(meta["epochs_done"], epochs, "training ran to the end");
-    assert_eq!(meta["history"].as_array().unwrap().len(), epochs);
-    assert_eq!(meta["thoughts"], train.thoughts_at(train.max_stage));
     assert!(!meta["demo_prompt"].as_str().unwrap().is_empty());
     // Measured on the real ProsQA validation set with `eval --record`.
     let real = &meta["accuracy"]["prosqa_valid"]["coconut"];
@@ -120,9 +140,12 @@ fn it_reproduces_the_validation_accuracy_the_trainer_recorded() {
     let meta = metadata();
     let last = meta["history"].as_array().unwrap().last().unwrap().clone();
     let recorded = last["val_accuracy"].as_f64().unwrap();
-    let train = TrainConfig::bundled(Recipe::Coconut);
-    let val =
-        prosqa::generate(&train.data.gen_config(), train.val_size, train.seed, "val").unwrap();
+    // The generated validation split of the recorded run: its seed and size.
+    let training = &meta["training"];
+    let seed = training["seed"].as_u64().unwrap();
+    let size = training["val_size"].as_u64().unwrap() as usize;
+    assert_eq!(training["data"], "prosqa");
+    let val = prosqa::generate(&DataShape::Prosqa.gen_config(), size, seed, "val").unwrap();
     let loaded = load_model(&ModelSource::Local(bundled()), &Device::Cpu, DType::F32).unwrap();
     let thoughts = meta["thoughts"].as_u64().unwrap() as usize;
     let report = evaluate(
@@ -134,7 +157,7 @@ fn it_reproduces_the_validation_accuracy_the_trainer_recorded() {
         &mut |_, _| {},
     )
     .unwrap();
-    assert_eq!(report.n, train.val_size);
+    assert_eq!(report.n, size);
     assert_eq!(report.accuracy, recorded, "{report:?}");
 }
 
@@ -153,8 +176,13 @@ fn analyze_with_no_arguments_runs_it_on_its_demo_prompt() {
         String::from_utf8_lossy(&out.stderr)
     );
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(doc["model"]["arch"], "gpt2");
-    assert_eq!(doc["model"]["layers"], 4);
+    let cfg = json_file(&bundled().join("config.json"));
+    let shape = shape_of(&cfg);
+    assert_eq!(
+        doc["model"]["arch"],
+        serde_json::to_value(shape.arch).unwrap()
+    );
+    assert_eq!(doc["model"]["layers"], shape.layers);
     // The model's own number of thoughts, between the Coconut markers.
     assert_eq!(doc["thoughts"].as_array().unwrap().len(), meta["thoughts"]);
     // The input starts with the demo prompt, token by token.

@@ -1,4 +1,5 @@
-//! Training and evaluation: a quick smoke run on tiny graphs (the loss falls), an exact resume
+//! Training and evaluation: batched losses against per-sequence ones, the batches' fact
+//! counts, a quick smoke run on tiny graphs (the loss falls), an exact resume
 //! after an interruption, the exported model loads and evaluates, and `eval` rejects bad input.
 
 mod common;
@@ -10,47 +11,53 @@ use std::process::{Command, Output};
 
 use candle_core::{DType, Device};
 use coconut_lens::data::prosqa;
+use coconut_lens::data::tokenizer::{self, TextForm};
 use coconut_lens::eval::{EvalMode, evaluate};
+use coconut_lens::model::config::ArchConfig;
+use coconut_lens::model::{Arch, Hooks, Model, Tokenizer};
 use coconut_lens::model::{ModelSource, load_model};
 use coconut_lens::train::{
-    DEMO_CANDIDATES, DataShape, Progress, Recipe, TrainConfig, TrainOptions, TrainState, train,
+    Batch, DEMO_CANDIDATES, DataShape, Progress, Recipe, TrainConfig, TrainOptions, TrainState,
+    batch, batch_loss, encode_sample, params, train,
 };
 
-/// Two layers, d = 32, 64 tiny problems, coconut stages 0 and 1.
+/// Two layers, d = 32, tiny problems, coconut stage 0 for 10 steps, then stage 1 for 4:
+/// 14 steps, evaluated at steps 7 and 14.
 fn tiny_config() -> TrainConfig {
     TrainConfig {
         data: DataShape::Tiny,
-        train_size: 64,
         val_size: 8,
         layers: 2,
         d_model: 32,
         heads: 2,
         context: 256,
-        batch_size: 16,
-        lr: 3e-3,
+        batch_size: 8,
+        lr: 1e-2,
         warmup_steps: 2,
+        decay_steps: 0,
         max_stage: 1,
-        epochs_first: 2,
-        epochs_per_stage: 1,
-        epochs_last: 0,
+        steps_first: 10,
+        steps_per_stage: 2,
+        steps_last: 2,
+        reset_optimizer: true,
+        facts_from: 0.5,
+        grow_steps: 4,
+        eval_every: 7,
         ..TrainConfig::bundled(Recipe::Coconut)
     }
 }
 
-fn run_training(
-    cfg: &TrainConfig,
-    out: &Path,
-    max_batches: Option<usize>,
-) -> (TrainState, Vec<f64>) {
+fn run_training(cfg: &TrainConfig, out: &Path, max_steps: Option<u64>) -> (TrainState, Vec<f64>) {
     let mut losses = Vec::new();
     let st = train(
         cfg,
         out,
         TrainOptions {
-            max_batches,
+            max_steps,
             checkpoint_every_s: f64::INFINITY,
+            watch: None,
             progress: &mut |p| {
-                if let Progress::Batch { loss, .. } = p {
+                if let Progress::Step { loss, .. } = p {
                     losses.push(*loss);
                 }
             },
@@ -70,33 +77,138 @@ fn tensors(path: &Path) -> Vec<(String, Vec<f32>)> {
     t
 }
 
+/// A model of `cfg`'s shape with its initial weights, as the trainer builds it.
+fn fresh_model(cfg: &TrainConfig, tok: &Tokenizer) -> Model {
+    let vocab = tok.vocab_size();
+    let varmap = params::init(cfg, vocab, &Device::Cpu).unwrap();
+    let arch = ArchConfig::from_json(&cfg.hf_config(vocab).to_string()).unwrap();
+    Model::build(
+        &arch,
+        candle_nn::VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+        false,
+    )
+    .unwrap()
+}
+
+fn compact_tokenizer(dir: &Path) -> Tokenizer {
+    let path = dir.join("tokenizer.json");
+    tokenizer::write(&path, TextForm::Compact).unwrap();
+    Tokenizer::from_file(&path).unwrap()
+}
+
+#[test]
+fn a_batch_loss_is_the_sum_of_its_sequences_losses() {
+    let dir = scratch("train-batch-sum");
+    let tok = compact_tokenizer(&dir);
+    for (arch, stage, frontier) in [
+        (Arch::Llama, 1, 1.0),
+        (Arch::Llama, 0, 0.0),
+        (Arch::Gpt2, 1, 0.5),
+    ] {
+        let cfg = TrainConfig {
+            arch,
+            frontier,
+            steps_first: 0,
+            steps_per_stage: 0,
+            max_stage: stage,
+            batch_size: 4,
+            ..tiny_config()
+        };
+        let model = fresh_model(&cfg, &tok);
+        let hooks = Hooks::none(cfg.layers);
+        let (problems, draw) = batch::draw_problems(&cfg, 3).unwrap();
+        assert_eq!(draw.stage, stage);
+        let samples: Vec<_> = problems
+            .iter()
+            .map(|p| encode_sample(&tok, p, &cfg, stage).unwrap())
+            .collect();
+        // Different chains of thought: suffixes of different lengths, padded in the batch.
+        let whole = Batch::stack(&samples, 0).unwrap();
+        let got = batch_loss(&model, &hooks, &whole, cfg.frontier).unwrap();
+        let (mut language, mut front, mut total) = (0f64, 0f64, 0f64);
+        for s in &samples {
+            let one = Batch::stack(std::slice::from_ref(s), 0).unwrap();
+            let l = batch_loss(&model, &hooks, &one, cfg.frontier).unwrap();
+            language += f64::from(l.language.to_scalar::<f32>().unwrap());
+            total += f64::from(l.total.to_scalar::<f32>().unwrap());
+            if let Some(f) = l.frontier {
+                front += f64::from(f.to_scalar::<f32>().unwrap());
+            }
+        }
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-4 * b.abs().max(1.0);
+        let value = |t: &candle_core::Tensor| f64::from(t.to_scalar::<f32>().unwrap());
+        assert!(close(value(&got.language), language), "{arch:?} language");
+        assert!(close(value(&got.total), total), "{arch:?} total");
+        match got.frontier {
+            Some(f) => assert!(close(value(&f), front) && front > 0.0, "{arch:?} frontier"),
+            None => assert_eq!(stage, 0, "stage 0 has no thoughts to score"),
+        }
+        assert!(total > language || frontier == 0.0 || stage == 0);
+    }
+}
+
+#[test]
+fn batches_keep_one_fact_count_and_grow_with_the_curriculum() {
+    let cfg = TrainConfig {
+        data: DataShape::Prosqa,
+        facts_from: 0.2,
+        grow_steps: 100,
+        batch_size: 6,
+        ..TrainConfig::bundled(Recipe::Coconut)
+    };
+    let dir = scratch("train-batch-draw");
+    let tok = compact_tokenizer(&dir);
+    let (first, d0) = batch::draw_batch(&cfg, &tok, 0).unwrap();
+    let (late, d1) = batch::draw_batch(&cfg, &tok, 100).unwrap();
+    // One fact is 3 tokens; the query and the markers 9.
+    assert_eq!(first.prefix_len, 3 * d0.facts + 9);
+    assert_eq!(late.prefix_len, 3 * d1.facts + 9);
+    assert!(d0.facts >= batch::MIN_FACTS);
+    let (problems, _) = batch::draw_problems(&cfg, 0).unwrap();
+    for p in &problems {
+        prosqa::validate(p).unwrap();
+        assert_eq!(p.edges.len(), d0.facts);
+    }
+    // The same step draws the same batch; another step other problems.
+    assert_eq!(batch::draw_batch(&cfg, &tok, 0).unwrap().0, first);
+    assert_ne!(batch::draw_problems(&cfg, 1).unwrap().0, problems);
+    assert_eq!(cfg.fact_share(0), 0.2);
+    assert!((cfg.fact_share(50) - 0.6).abs() < 1e-12);
+    assert_eq!(cfg.fact_share(100), 1.0);
+    // Every row ends with its answer; the first thought count is the schedule's.
+    assert_eq!(first.latents, cfg.thoughts_at(cfg.stage_at(0)));
+    assert_eq!(first.frontier.len(), first.rows);
+}
+
 #[test]
 fn loss_falls_and_resume_is_bit_exact() {
     let cfg = tiny_config();
     let straight = scratch("train-straight");
     let (st, losses) = run_training(&cfg, &straight, None);
     assert!(st.done());
-    assert_eq!(losses.len(), 3 * 4, "3 epochs of 4 batches");
+    assert_eq!(losses.len() as u64, cfg.total_steps());
+    assert_eq!(st.history.len(), 2, "evaluations at steps 7 and 14");
     let first = losses[0];
-    let last_epoch: f64 = losses[8..].iter().sum::<f64>() / 4.0;
+    let stage0_end = losses[8..10].iter().sum::<f64>() / 2.0;
     assert!(
-        last_epoch < 0.8 * first,
-        "loss did not fall: first batch {first}, last epoch {last_epoch}"
+        stage0_end < 0.8 * first,
+        "loss did not fall: first step {first}, steps 9-10 {stage0_end}"
     );
 
-    // Interrupted after 5 batches (mid-epoch, mid-stage), then resumed to the end.
+    // Interrupted after 9 steps (mid-stage, after an evaluation), then resumed to the end
+    // across the stage change and its optimizer reset.
     let resumed = scratch("train-resumed");
-    let (st1, l1) = run_training(&cfg, &resumed, Some(5));
+    let (st1, l1) = run_training(&cfg, &resumed, Some(9));
     assert!(!st1.done());
-    assert_eq!((st1.epoch, st1.batch), (1, 1));
+    assert_eq!(st1.step, 9);
     let (st2, l2) = run_training(&cfg, &resumed, None);
     assert!(st2.done());
     assert_eq!([l1, l2].concat(), losses, "losses differ after resume");
     assert_eq!(st2.history.len(), st.history.len());
     for (a, b) in st.history.iter().zip(&st2.history) {
         assert_eq!(
-            (a.stage, a.loss, a.val_accuracy),
-            (b.stage, b.loss, b.val_accuracy)
+            (a.step, a.stage, a.loss, a.val_accuracy, &a.frontier_match),
+            (b.step, b.stage, b.loss, b.val_accuracy, &b.frontier_match)
         );
     }
     let a = tensors(&straight.join("model.safetensors"));
@@ -113,15 +225,17 @@ fn loss_falls_and_resume_is_bit_exact() {
     let mb = tensors(&resumed.join("checkpoint/optimizer.safetensors"));
     assert_eq!(ma, mb, "optimizer moments differ after resume");
 
-    // The exported folder is a Hugging Face GPT-2 folder the engine loads and evaluates.
+    // The exported folder is a Hugging Face Llama folder the engine loads and evaluates.
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(straight.join("config.json")).unwrap())
             .unwrap();
-    assert_eq!(config["model_type"], "gpt2");
+    assert_eq!(config["model_type"], "llama");
+    assert!(straight.join("tokenizer_config.json").exists());
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(straight.join("coconut-lens.json")).unwrap())
             .unwrap();
     assert_eq!(meta["thoughts"], 1);
+    assert_eq!(meta["steps_done"], cfg.total_steps());
     assert!(meta["demo_prompt"].as_str().unwrap().ends_with('?'));
     let loaded = load_model(
         &ModelSource::Local(straight.clone()),
@@ -154,8 +268,8 @@ fn loss_falls_and_resume_is_bit_exact() {
 
     // The same command on a finished run writes the folder again, identically.
     std::fs::remove_file(straight.join("coconut-lens.json")).unwrap();
-    let (again, no_batches) = run_training(&cfg, &straight, None);
-    assert!(again.done() && no_batches.is_empty());
+    let (again, no_steps) = run_training(&cfg, &straight, None);
+    assert!(again.done() && no_steps.is_empty());
     let rewritten: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(straight.join("coconut-lens.json")).unwrap())
             .unwrap();
@@ -203,8 +317,9 @@ fn a_checkpoint_of_other_settings_is_not_resumed() {
         &other,
         &out,
         TrainOptions {
-            max_batches: Some(1),
+            max_steps: Some(1),
             checkpoint_every_s: f64::INFINITY,
+            watch: None,
             progress: &mut |_| {},
         },
     )
@@ -321,8 +436,12 @@ fn train_rejects_bad_arguments_with_one_line() {
         "multiple of --heads",
     );
     assert_one_line_error(
-        &bin(&["train", "--out", &out, "--train-size", "0"]),
-        "--train-size",
+        &bin(&["train", "--out", &out, "--batch-size", "0"]),
+        "--batch-size",
+    );
+    assert_one_line_error(
+        &bin(&["train", "--out", &out, "--arch", "rnn"]),
+        "unknown --arch",
     );
 }
 

@@ -14,25 +14,30 @@
 //! project's own generator; a checkpoint holds the weights, the optimizer moments and the
 //! position in the schedule, so a resumed run continues bit-exactly.
 
+pub mod batch;
 pub mod cli;
 pub mod optim;
+pub mod params;
 mod state;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{D, DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
 use crate::data::prosqa::{self, GenConfig, ProsQaProblem};
 use crate::data::rng::Rng;
+use crate::data::tokenizer::TextForm;
 use crate::eval::{self, EvalMode};
 use crate::model::config::ArchConfig;
-use crate::model::{Hooks, KvCache, Model, OpMode, Tokenizer};
+use crate::model::{Arch, Hooks, KvCache, Model, OpMode, Tokenizer};
+pub use batch::{Batch, Draw, Sample, encode_sample};
 use optim::{AdamW, AdamWParams};
-pub use state::{EpochLog, TrainState};
+use state::LossSums;
+pub use state::{EvalLog, TrainState};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -99,25 +104,52 @@ pub struct TrainConfig {
     pub recipe: Recipe,
     pub seed: u64,
     pub data: DataShape,
-    pub train_size: usize,
-    pub val_size: usize,
+    /// How facts are tokenized (the tokenizer shipped with the model).
+    pub text: TextForm,
+    pub arch: Arch,
     pub layers: usize,
     pub d_model: usize,
     pub heads: usize,
     pub context: usize,
+    /// Sequences per optimizer step.
     pub batch_size: usize,
     pub lr: f64,
     /// Linear warm-up after every optimizer reset, in optimizer steps.
     pub warmup_steps: u64,
+    /// The learning rate falls linearly to a tenth over the last this many steps.
+    pub decay_steps: u64,
     pub optim: AdamWParams,
     /// Continuous thoughts per replaced step (c in the paper).
     pub thoughts_per_step: usize,
     /// Last curriculum stage (6 for ProsQA in the paper).
     pub max_stage: usize,
-    pub epochs_first: usize,
-    pub epochs_per_stage: usize,
-    /// Extra epochs at the last stage.
-    pub epochs_last: usize,
+    /// Optimizer steps at stage 0 (full chain of thought), at each stage 1..max_stage, and
+    /// at the last stage.
+    pub steps_first: u64,
+    pub steps_per_stage: u64,
+    pub steps_last: u64,
+    /// Probability that a batch is drawn at an earlier stage than the schedule's (uniformly
+    /// among them), as the paper's analysis model mixes stages.
+    pub earlier_stage: f64,
+    /// Forget the optimizer's moments when the stage changes (the paper's setting).
+    pub reset_optimizer: bool,
+    /// Share of each problem's facts told at step 0; it grows linearly to 1 at `grow_steps`.
+    pub facts_from: f64,
+    pub grow_steps: u64,
+    /// Draw each batch's share uniformly between `facts_from` and the schedule's, so that
+    /// small problems stay in the mix while later lookups form (full problems only during
+    /// the final decay).
+    pub spread_facts: bool,
+    /// Histogram of the training problems' depths: `(depth, weight)`.
+    pub depths: Vec<(usize, u32)>,
+    /// Weight of the frontier loss (0: plain Coconut). The output at `<|start-latent|>` and
+    /// after each thought k is trained toward the uniform distribution over the nodes within
+    /// `k + frontier_from` hops of the root.
+    pub frontier: f64,
+    pub frontier_from: usize,
+    /// Generated validation problems, scored every `eval_every` steps.
+    pub val_size: usize,
+    pub eval_every: u64,
 }
 
 impl TrainConfig {
@@ -127,37 +159,107 @@ impl TrainConfig {
             recipe,
             seed: 0,
             data: DataShape::Prosqa,
-            train_size: 6000,
-            val_size: 200,
-            layers: 4,
-            d_model: 128,
+            text: TextForm::Compact,
+            arch: Arch::Llama,
+            layers: 3,
+            d_model: 256,
             heads: 4,
             context: 512,
-            // Small batches: more updates for the same compute. The lookup ("X is a" → Y)
-            // the model must learn appears after a plateau of some hundreds of updates.
-            batch_size: 8,
+            batch_size: 32,
             lr: 1e-3,
-            warmup_steps: 100,
+            warmup_steps: 200,
+            decay_steps: 1000,
             optim: AdamWParams::default(),
             thoughts_per_step: 1,
             max_stage: 6,
-            epochs_first: 5,
-            epochs_per_stage: 1,
-            epochs_last: 3,
+            steps_first: 0,
+            steps_per_stage: 0,
+            steps_last: 8000,
+            earlier_stage: 0.0,
+            reset_optimizer: false,
+            facts_from: 0.1,
+            grow_steps: 3000,
+            spread_facts: true,
+            depths: vec![(3, 1), (4, 1), (5, 1), (6, 1)],
+            frontier: 1.0,
+            frontier_from: 0,
+            val_size: 200,
+            eval_every: 250,
         }
     }
 
-    /// The curriculum stage of every epoch. Baselines train the same number of epochs.
-    pub fn schedule(&self) -> Vec<usize> {
-        let mut stages = vec![0; self.epochs_first];
-        for k in 1..=self.max_stage {
-            stages.extend(std::iter::repeat_n(k, self.epochs_per_stage));
+    /// Total optimizer steps. Baselines train as many.
+    pub fn total_steps(&self) -> u64 {
+        self.steps_first + self.max_stage as u64 * self.steps_per_stage + self.steps_last
+    }
+
+    /// The curriculum stage of optimizer step `step` by the schedule.
+    pub fn stage_at(&self, step: u64) -> usize {
+        if self.recipe != Recipe::Coconut {
+            return 0;
         }
-        stages.extend(std::iter::repeat_n(self.max_stage, self.epochs_last));
-        match self.recipe {
-            Recipe::Coconut => stages,
-            Recipe::Cot | Recipe::NoCot => vec![0; stages.len()],
+        if step < self.steps_first {
+            return 0;
         }
+        if self.steps_per_stage == 0 {
+            return self.max_stage;
+        }
+        let k = 1 + (step - self.steps_first) / self.steps_per_stage;
+        (k as usize).min(self.max_stage)
+    }
+
+    /// The stage a batch is drawn at: the schedule's, or with probability `earlier_stage` an
+    /// earlier one.
+    fn stage_of_batch(&self, step: u64, rng: &mut Rng) -> usize {
+        let stage = self.stage_at(step);
+        if stage > 0 && self.earlier_stage > 0.0 && rng.chance(self.earlier_stage) {
+            rng.below(stage)
+        } else {
+            stage
+        }
+    }
+
+    /// Share of each problem's facts told at `step` (the context curriculum).
+    pub fn fact_share(&self, step: u64) -> f64 {
+        if step >= self.grow_steps {
+            return 1.0;
+        }
+        let t = step as f64 / self.grow_steps as f64;
+        self.facts_from + (1.0 - self.facts_from) * t
+    }
+
+    /// The share a batch at `step` is told with: the schedule's, or with `spread_facts` a
+    /// uniform draw below it (outside the final decay).
+    fn fact_share_of_batch(&self, step: u64, rng: &mut Rng) -> f64 {
+        let top = self.fact_share(step);
+        let decaying = step >= self.total_steps().saturating_sub(self.decay_steps);
+        if self.spread_facts && !decaying {
+            self.facts_from + (top - self.facts_from) * rng.next_f64()
+        } else {
+            top
+        }
+    }
+
+    /// Learning rate at `step`, `t` optimizer steps after the last reset.
+    pub fn lr_at(&self, step: u64, t: u64) -> f64 {
+        let warm = ((t + 1) as f64 / self.warmup_steps.max(1) as f64).min(1.0);
+        let total = self.total_steps();
+        let decay_from = total.saturating_sub(self.decay_steps);
+        let decay = if step >= decay_from && self.decay_steps > 0 {
+            1.0 - 0.9 * (step - decay_from) as f64 / self.decay_steps as f64
+        } else {
+            1.0
+        };
+        self.lr * warm * decay
+    }
+
+    /// The generator's settings: the data shape with this run's depth mix.
+    pub fn gen_config(&self) -> GenConfig {
+        let mut g = self.data.gen_config();
+        if self.data == DataShape::Prosqa {
+            g.depths = self.depths.clone();
+        }
+        g
     }
 
     /// Number of thoughts the model is run with at `stage`.
@@ -168,229 +270,276 @@ impl TrainConfig {
         }
     }
 
+    /// Thoughts of the finished model.
+    pub fn final_thoughts(&self) -> usize {
+        self.thoughts_at(self.stage_at(self.total_steps().saturating_sub(1)))
+    }
+
+    /// SwiGLU width of a Llama block: 8/3 of the model width, a multiple of 32.
+    pub fn intermediate_size(&self) -> usize {
+        (8 * self.d_model / 3).div_ceil(32) * 32
+    }
+
     /// Rejects settings that cannot train.
     pub fn check(&self) -> Result<()> {
-        ensure!(self.train_size > 0, "--train-size must be positive");
         ensure!(self.batch_size > 0, "--batch-size must be positive");
         ensure!(
             self.layers > 0 && self.heads > 0 && self.d_model.is_multiple_of(self.heads),
             "--d-model must be a multiple of --heads (both positive, with at least one layer)"
         );
-        ensure!(!self.schedule().is_empty(), "the schedule has no epochs");
+        ensure!(
+            self.arch == Arch::Gpt2 || (self.d_model / self.heads).is_multiple_of(2),
+            "a Llama head needs an even width (--d-model / --heads)"
+        );
+        ensure!(self.total_steps() > 0, "the schedule has no steps");
         ensure!(self.lr > 0.0, "--lr must be positive");
+        ensure!(
+            self.facts_from > 0.0 && self.facts_from <= 1.0,
+            "--facts-from must be in (0, 1]"
+        );
+        ensure!(self.frontier >= 0.0, "--frontier must not be negative");
+        ensure!(
+            self.depths
+                .iter()
+                .all(|&(d, _)| (prosqa::MIN_DEPTH..=prosqa::MAX_DEPTH).contains(&d))
+                && self.depths.iter().any(|&(_, w)| w > 0),
+            "depths must be between {} and {}",
+            prosqa::MIN_DEPTH,
+            prosqa::MAX_DEPTH
+        );
         Ok(())
     }
 
-    /// `config.json` of the model, in the Hugging Face GPT-2 format.
+    /// `config.json` of the model, in the Hugging Face format of its architecture.
     pub fn hf_config(&self, vocab: usize) -> serde_json::Value {
         let eos = crate::data::tokenizer::vocabulary()
             .iter()
             .position(|w| *w == crate::data::tokenizer::EOS)
             .unwrap_or(0);
-        serde_json::json!({
-            "architectures": ["GPT2LMHeadModel"],
-            "model_type": "gpt2",
-            "vocab_size": vocab,
-            "n_positions": self.context,
-            "n_ctx": self.context,
-            "n_embd": self.d_model,
-            "n_layer": self.layers,
-            "n_head": self.heads,
-            "n_inner": null,
-            "activation_function": "gelu_new",
-            "layer_norm_epsilon": 1e-5,
-            "resid_pdrop": 0.0,
-            "embd_pdrop": 0.0,
-            "attn_pdrop": 0.0,
-            "initializer_range": 0.02,
-            "bos_token_id": eos,
-            "eos_token_id": eos,
-            "tie_word_embeddings": true,
-            "torch_dtype": "float32",
-        })
+        match self.arch {
+            Arch::Gpt2 => serde_json::json!({
+                "architectures": ["GPT2LMHeadModel"],
+                "model_type": "gpt2",
+                "vocab_size": vocab,
+                "n_positions": self.context,
+                "n_ctx": self.context,
+                "n_embd": self.d_model,
+                "n_layer": self.layers,
+                "n_head": self.heads,
+                "n_inner": null,
+                "activation_function": "gelu_new",
+                "layer_norm_epsilon": 1e-5,
+                "resid_pdrop": 0.0,
+                "embd_pdrop": 0.0,
+                "attn_pdrop": 0.0,
+                "initializer_range": 0.02,
+                "bos_token_id": eos,
+                "eos_token_id": eos,
+                "tie_word_embeddings": true,
+                "torch_dtype": "float32",
+            }),
+            Arch::Llama => serde_json::json!({
+                "architectures": ["LlamaForCausalLM"],
+                "model_type": "llama",
+                "vocab_size": vocab,
+                "hidden_size": self.d_model,
+                "intermediate_size": self.intermediate_size(),
+                "num_hidden_layers": self.layers,
+                "num_attention_heads": self.heads,
+                "num_key_value_heads": self.heads,
+                "head_dim": self.d_model / self.heads,
+                "hidden_act": "silu",
+                "max_position_embeddings": self.context,
+                "rms_norm_eps": 1e-5,
+                "rope_theta": 10000.0,
+                "attention_bias": false,
+                "mlp_bias": false,
+                "initializer_range": 0.02,
+                "bos_token_id": eos,
+                "eos_token_id": eos,
+                "tie_word_embeddings": true,
+                "torch_dtype": "float32",
+            }),
+        }
     }
 }
 
-/// One training sequence: `prefix`, then `latents` continuous thoughts, then `suffix`.
-/// The loss covers `suffix[loss_from..]`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    pub prefix: Vec<u32>,
-    pub latents: usize,
-    pub suffix: Vec<u32>,
-    pub loss_from: usize,
+/// What a forward pass over a batch gives the losses: the final hidden states at
+/// `<|start-latent|>` and after each thought `[B, latents + 1, D]` (Coconut with thoughts
+/// only), and those before every suffix token `[B, suffix_len, D]`.
+struct BatchHidden {
+    outputs: Option<Tensor>,
+    before_suffix: Tensor,
 }
 
-/// Token ids of a problem in the layout of `recipe` at curriculum `stage` (the Coconut
-/// code's format: `question\n`, steps each followed by `\n`, `### answer`, end of text).
-pub fn encode_sample(
-    tok: &Tokenizer,
-    p: &ProsQaProblem,
-    cfg: &TrainConfig,
-    stage: usize,
-) -> Result<Sample> {
-    let question = tok.encode_prompt(&p.question)?;
-    let eos = tok
-        .token_id(crate::data::tokenizer::EOS)
-        .context("the tokenizer has no end-of-text token")?;
-    let mut answer = tok.encode_plain(&format!("### {}", p.answer))?;
-    answer.push(eos);
-    let steps = |skip: usize| -> Result<Vec<u32>> {
-        let mut ids = Vec::new();
-        for s in p.steps.iter().skip(skip) {
-            ids.extend(tok.encode_plain(&format!("{s}\n"))?);
-        }
-        Ok(ids)
+/// Runs a batch: the prompts in one pass, each thought fed back as the next input embedding
+/// with gradients through it, then the language suffix.
+fn run_batch(model: &Model, hooks: &Hooks, b: &Batch) -> Result<BatchHidden> {
+    let embed = |ids: &[u32], t: usize| -> Result<Tensor> {
+        Ok(model
+            .embed_ids(ids)?
+            .reshape((b.rows, t, model.info.d_model))?)
     };
-    Ok(match cfg.recipe {
-        Recipe::Coconut => {
-            let m = tok.coconut.context("the tokenizer has no Coconut tokens")?;
-            let mut prefix = question;
-            prefix.push(m.start);
-            let mut suffix = vec![m.end];
-            suffix.extend(steps(stage.min(p.steps.len()))?);
-            suffix.extend(answer);
-            Sample {
-                prefix,
-                latents: cfg.thoughts_at(stage),
-                suffix,
-                loss_from: 1,
-            }
-        }
-        Recipe::Cot => {
-            let mut suffix = steps(0)?;
-            suffix.extend(answer);
-            Sample {
-                prefix: question,
-                latents: 0,
-                suffix,
-                loss_from: 0,
-            }
-        }
-        Recipe::NoCot => Sample {
-            prefix: question,
-            latents: 0,
-            suffix: answer,
-            loss_from: 0,
-        },
+    let mut cache = KvCache::new(model.info.layers);
+    let h = model.forward_batch(&embed(&b.prefix, b.prefix_len)?, &mut cache, hooks)?;
+    let mut last = h.narrow(1, b.prefix_len - 1, 1)?;
+    let mut outputs = vec![last.clone()];
+    for _ in 0..b.latents {
+        last = model.forward_batch(&last, &mut cache, hooks)?;
+        outputs.push(last.clone());
+    }
+    let hs = model.forward_batch(&embed(&b.suffix, b.suffix_len)?, &mut cache, hooks)?;
+    // The hidden state before each suffix token predicts it.
+    let before_suffix = if b.suffix_len > 1 {
+        Tensor::cat(&[&last, &hs.narrow(1, 0, b.suffix_len - 1)?], 1)?
+    } else {
+        last
+    };
+    let outputs = if b.latents > 0 || !b.frontier.is_empty() {
+        Some(Tensor::cat(&outputs, 1)?)
+    } else {
+        None
+    };
+    Ok(BatchHidden {
+        outputs,
+        before_suffix,
     })
 }
 
-/// Summed cross-entropy of one sample and the number of predicted tokens. The thoughts are the
-/// model's own final hidden states, fed back with gradients flowing through them.
-pub fn sample_loss(model: &Model, hooks: &Hooks, s: &Sample) -> Result<(Tensor, usize)> {
-    let mut cache = KvCache::new(model.info.layers);
-    let prefix = model.embed_ids(&s.prefix)?.unsqueeze(0)?;
-    let h = model.forward_batch(&prefix, &mut cache, hooks)?;
-    let mut last = h.narrow(1, s.prefix.len() - 1, 1)?;
-    for _ in 0..s.latents {
-        last = model.forward_batch(&last, &mut cache, hooks)?;
-    }
-    let n = s.suffix.len();
-    let suffix = model.embed_ids(&s.suffix)?.unsqueeze(0)?;
-    let hs = model.forward_batch(&suffix, &mut cache, hooks)?;
-    // The hidden state before each suffix token predicts it.
-    let before = Tensor::cat(&[&last, &hs.narrow(1, 0, n - 1)?], 1)?.squeeze(0)?;
-    let count = n - s.loss_from;
-    let before = before.narrow(0, s.loss_from, count)?;
-    let logits = model.unembed_with(&before, hooks.mode)?;
-    let targets = Tensor::new(&s.suffix[s.loss_from..], model.device())?;
-    let mean = candle_nn::loss::cross_entropy(&logits, &targets)?;
-    Ok(((mean * count as f64)?, count))
+/// The losses of a batch, summed over its rows (nats).
+pub struct BatchLoss {
+    /// `language + frontier_weight * frontier`: what the optimizer minimises (divided by rows).
+    pub total: Tensor,
+    /// Cross-entropy of the scored suffix tokens.
+    pub language: Tensor,
+    /// Cross-entropy of the outputs against their frontier targets (when the batch has them).
+    pub frontier: Option<Tensor>,
 }
 
-/// Parameter names and shapes of a Hugging Face GPT-2 (`transformer.` prefix, tied head).
-fn gpt2_parameters(cfg: &TrainConfig, vocab: usize) -> Vec<(String, Vec<usize>)> {
-    let d = cfg.d_model;
-    let mut p = vec![
-        ("transformer.wte.weight".to_string(), vec![vocab, d]),
-        ("transformer.wpe.weight".to_string(), vec![cfg.context, d]),
-        ("transformer.ln_f.weight".to_string(), vec![d]),
-        ("transformer.ln_f.bias".to_string(), vec![d]),
-    ];
-    for l in 0..cfg.layers {
-        let h = format!("transformer.h.{l}");
-        for (name, shape) in [
-            ("ln_1.weight", vec![d]),
-            ("ln_1.bias", vec![d]),
-            ("attn.c_attn.weight", vec![d, 3 * d]),
-            ("attn.c_attn.bias", vec![3 * d]),
-            ("attn.c_proj.weight", vec![d, d]),
-            ("attn.c_proj.bias", vec![d]),
-            ("ln_2.weight", vec![d]),
-            ("ln_2.bias", vec![d]),
-            ("mlp.c_fc.weight", vec![d, 4 * d]),
-            ("mlp.c_fc.bias", vec![4 * d]),
-            ("mlp.c_proj.weight", vec![4 * d, d]),
-            ("mlp.c_proj.bias", vec![d]),
-        ] {
-            p.push((format!("{h}.{name}"), shape));
+/// Summed losses of a batch. The language loss covers the masked suffix tokens; the frontier
+/// loss, with weight `frontier_weight`, every output that has a target.
+pub fn batch_loss(
+    model: &Model,
+    hooks: &Hooks,
+    b: &Batch,
+    frontier_weight: f64,
+) -> Result<BatchLoss> {
+    let dev = model.device();
+    let hidden = run_batch(model, hooks, b)?;
+    let d = model.info.d_model;
+    let n = b.rows * b.suffix_len;
+    let logits = model.unembed_with(&hidden.before_suffix.reshape((n, d))?, hooks.mode)?;
+    let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+    let targets = Tensor::from_slice(&b.suffix, (n, 1), dev)?;
+    let picked = logp.gather(&targets, 1)?.squeeze(1)?;
+    let mask = Tensor::from_slice(&b.loss_mask, n, dev)?;
+    let language = (picked * mask)?.sum_all()?.neg()?;
+    let frontier = match (&hidden.outputs, b.frontier.is_empty()) {
+        (Some(out), false) => {
+            let k = b.latents + 1;
+            let vocab = model.info.vocab;
+            let mut target = vec![0f32; b.rows * k * vocab];
+            for (r, sets) in b.frontier.iter().enumerate() {
+                ensure!(
+                    sets.len() == k,
+                    "frontier targets for {} of {k} outputs",
+                    sets.len()
+                );
+                for (j, set) in sets.iter().enumerate() {
+                    let w = 1.0 / set.len().max(1) as f32;
+                    for &id in set {
+                        target[(r * k + j) * vocab + id as usize] = w;
+                    }
+                }
+            }
+            let target = Tensor::from_vec(target, (b.rows * k, vocab), dev)?;
+            let logits = model.unembed_with(&out.reshape((b.rows * k, d))?, hooks.mode)?;
+            let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+            Some((logp * target)?.sum_all()?.neg()?)
+        }
+        _ => None,
+    };
+    let total = match &frontier {
+        Some(f) if frontier_weight > 0.0 => (&language + (f * frontier_weight)?)?,
+        _ => language.clone(),
+    };
+    Ok(BatchLoss {
+        total,
+        language,
+        frontier,
+    })
+}
+
+/// Share of problems whose output at `<|start-latent|>` and after each thought ranks its
+/// frontier target set exactly on top (its |set| most likely tokens are the set): the early
+/// check that the lookups are forming. Problems run one at a time (their prompts differ).
+pub fn frontier_match(
+    model: &Model,
+    tok: &Tokenizer,
+    cfg: &TrainConfig,
+    problems: &[ProsQaProblem],
+    thoughts: usize,
+) -> Result<Vec<f64>> {
+    let mut cfg = cfg.clone();
+    cfg.frontier = cfg.frontier.max(1.0);
+    let stage = (0..=cfg.max_stage)
+        .find(|&s| cfg.thoughts_at(s) >= thoughts)
+        .unwrap_or(cfg.max_stage);
+    let hooks = Hooks::none(model.info.layers);
+    let mut hits = vec![0usize; thoughts + 1];
+    let pad = tok.token_id(crate::data::tokenizer::EOS).unwrap_or(0);
+    for p in problems {
+        let mut s = encode_sample(tok, p, &cfg, stage)?;
+        s.latents = thoughts;
+        s.frontier.truncate(thoughts + 1);
+        let b = Batch::stack(std::slice::from_ref(&s), pad)?;
+        let Some(out) = run_batch(model, &hooks, &b)?.outputs else {
+            bail!("no thought outputs to score");
+        };
+        let d = model.info.d_model;
+        let logits = model.unembed(&out.reshape((thoughts + 1, d))?)?;
+        let rows: Vec<Vec<f32>> = logits.to_dtype(DType::F32)?.to_vec2()?;
+        for (j, (row, set)) in rows.iter().zip(&s.frontier).enumerate() {
+            let cut = set
+                .iter()
+                .map(|&i| row[i as usize])
+                .fold(f32::INFINITY, f32::min);
+            let above = row.iter().filter(|&&x| x >= cut).count();
+            if above == set.len() {
+                hits[j] += 1;
+            }
         }
     }
-    p
-}
-
-/// GPT-2's initialisation: N(0, 0.02) matrices, residual projections scaled by 1/√(2L),
-/// zero biases, unit norm gains. Drawn from the project's own generator, in name order.
-fn init_parameters(cfg: &TrainConfig, vocab: usize, dev: &Device) -> Result<VarMap> {
-    let mut rng = Rng::with_label(cfg.seed, "init");
-    let mut params = gpt2_parameters(cfg, vocab);
-    params.sort();
-    let varmap = VarMap::new();
-    {
-        let mut data = varmap.data().lock().expect("fresh varmap");
-        for (name, shape) in params {
-            let n: usize = shape.iter().product();
-            let values: Vec<f32> = if name.ends_with(".bias") {
-                vec![0.0; n]
-            } else if name.contains("ln_") {
-                vec![1.0; n]
-            } else {
-                let std = if name.ends_with("c_proj.weight") {
-                    0.02 / (2.0 * cfg.layers as f64).sqrt()
-                } else {
-                    0.02
-                };
-                (0..n).map(|_| (normal(&mut rng) * std) as f32).collect()
-            };
-            let t = Tensor::from_vec(values, shape, dev)?;
-            data.insert(name, Var::from_tensor(&t)?);
-        }
-    }
-    Ok(varmap)
-}
-
-/// A standard normal draw (Box–Muller).
-fn normal(rng: &mut Rng) -> f64 {
-    let u1 = rng.next_f64().max(f64::MIN_POSITIVE);
-    let u2 = rng.next_f64();
-    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    let n = problems.len().max(1) as f64;
+    Ok(hits.into_iter().map(|h| h as f64 / n).collect())
 }
 
 /// What a training loop reports.
 #[derive(Debug, Clone)]
 pub enum Progress {
-    Batch {
-        epoch: usize,
-        epochs: usize,
-        stage: usize,
-        batch: usize,
-        batches: usize,
+    Step {
+        step: u64,
+        steps: u64,
+        draw: Draw,
+        /// The optimised loss of this step (nats per sequence).
         loss: f64,
         /// Estimated seconds left for the whole run.
         eta_s: f64,
     },
-    Epoch(EpochLog),
+    Eval(EvalLog),
     Checkpoint(PathBuf),
 }
 
 /// Options of one invocation (not part of the run's identity).
 pub struct TrainOptions<'a> {
-    /// Stop (after checkpointing) once this many batches ran in this invocation: simulates an
+    /// Stop (after checkpointing) once this many steps ran in this invocation: simulates an
     /// interruption in tests.
-    pub max_batches: Option<usize>,
-    /// Seconds between mid-epoch checkpoints.
+    pub max_steps: Option<u64>,
+    /// Seconds between checkpoints between evaluations.
     pub checkpoint_every_s: f64,
+    /// Problems (a real validation file, say) whose accuracy is printed at every evaluation;
+    /// they are never trained on.
+    pub watch: Option<&'a [ProsQaProblem]>,
     pub progress: &'a mut dyn FnMut(&Progress),
 }
 
@@ -400,20 +549,15 @@ pub fn train(cfg: &TrainConfig, out: &Path, opts: TrainOptions) -> Result<TrainS
     cfg.check()?;
     let dev = Device::Cpu;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let tok_path = out.join("tokenizer.json");
-    crate::data::tokenizer::write(&tok_path)?;
-    let tok = Tokenizer::from_file(&tok_path)?;
+    let tok = write_tokenizer(out, cfg.text)?;
     let vocab = tok.vocab_size();
     let arch = ArchConfig::from_json(&cfg.hf_config(vocab).to_string())?;
-
-    let gen_cfg = cfg.data.gen_config();
-    let train_set = prosqa::generate(&gen_cfg, cfg.train_size, cfg.seed, "train")?;
-    let val_set = prosqa::generate(&gen_cfg, cfg.val_size, cfg.seed, "val")?;
+    let val_set = prosqa::generate(&cfg.data.gen_config(), cfg.val_size, cfg.seed, "val")?;
 
     let (varmap, mut opt, mut st) = match state::load(out, cfg)? {
         Some(resumed) => resumed,
         None => {
-            let varmap = init_parameters(cfg, vocab, &dev)?;
+            let varmap = params::init(cfg, vocab, &dev)?;
             let opt = AdamW::new(named_vars(&varmap), cfg.optim)?;
             (varmap, opt, TrainState::new(cfg.clone()))
         }
@@ -425,119 +569,135 @@ pub fn train(cfg: &TrainConfig, out: &Path, opts: TrainOptions) -> Result<TrainS
             false,
         )
     };
-    let schedule = cfg.schedule();
-    let batches = cfg.train_size.div_ceil(cfg.batch_size);
-    let total_batches = schedule.len() * batches;
+    let total = cfg.total_steps();
     let started = Instant::now();
     let elapsed_before = st.elapsed_s;
-    let done_before = st.epoch * batches + st.batch;
-    let mut ran = 0usize;
+    let step_before = st.step;
+    let mut ran = 0u64;
     let mut last_ckpt = Instant::now();
     let hooks = Hooks {
         mode: OpMode::TRAIN,
         ..Hooks::none(cfg.layers)
     };
+    let elapsed = |_: &TrainState| elapsed_before + started.elapsed().as_secs_f64();
 
-    while st.epoch < schedule.len() {
-        let stage = schedule[st.epoch];
-        if st.batch == 0 && st.epoch > 0 && schedule[st.epoch - 1] != stage {
+    while st.step < total {
+        if opts.max_steps.is_some_and(|m| ran >= m) {
+            st.elapsed_s = elapsed(&st);
+            let dir = state::save(out, &st, &varmap, &opt)?;
+            (opts.progress)(&Progress::Checkpoint(dir));
+            return Ok(st);
+        }
+        let step = st.step;
+        if cfg.reset_optimizer && step > 0 && cfg.stage_at(step) != cfg.stage_at(step - 1) {
             opt.reset()?;
         }
-        let order = epoch_order(cfg, st.epoch);
-        while st.batch < batches {
-            if opts.max_batches.is_some_and(|m| ran >= m) {
-                st.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
-                let dir = state::save(out, &st, &varmap, &opt)?;
-                (opts.progress)(&Progress::Checkpoint(dir));
-                return Ok(st);
-            }
-            let model = model_of(&varmap)?;
-            let lo = st.batch * cfg.batch_size;
-            let hi = (lo + cfg.batch_size).min(cfg.train_size);
-            let mut total: Option<Tensor> = None;
-            let mut count = 0usize;
-            for &i in &order[lo..hi] {
-                let s = encode_sample(&tok, &train_set[i], cfg, stage)?;
-                let (l, n) = sample_loss(&model, &hooks, &s)?;
-                total = Some(match total {
-                    None => l,
-                    Some(t) => (t + l)?,
-                });
-                count += n;
-            }
-            let loss = (total.expect("a batch has samples") / count as f64)?;
-            let grads = loss.backward()?;
-            let warm = ((opt.t + 1) as f64 / cfg.warmup_steps.max(1) as f64).min(1.0);
-            opt.step(&grads, cfg.lr * warm)?;
-            let loss_value = f64::from(loss.to_scalar::<f32>()?);
-            st.epoch_loss_sum += loss_value;
-            st.epoch_batches += 1;
-            st.batch += 1;
-            ran += 1;
-            let done = st.epoch * batches + st.batch;
-            let rate = started.elapsed().as_secs_f64() / (done - done_before) as f64;
-            (opts.progress)(&Progress::Batch {
-                epoch: st.epoch,
-                epochs: schedule.len(),
-                stage,
-                batch: st.batch,
-                batches,
-                loss: loss_value,
-                eta_s: rate * (total_batches - done) as f64,
-            });
-            if last_ckpt.elapsed().as_secs_f64() >= opts.checkpoint_every_s && st.batch < batches {
-                st.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
-                let dir = state::save(out, &st, &varmap, &opt)?;
-                (opts.progress)(&Progress::Checkpoint(dir));
-                last_ckpt = Instant::now();
-            }
-        }
-        // End of epoch: validate, export the model, checkpoint.
+        let (batch, draw) = batch::draw_batch(cfg, &tok, step)?;
         let model = model_of(&varmap)?;
-        let report = eval::evaluate(
-            &model,
-            &tok,
-            &val_set,
-            cfg.recipe.eval_mode(),
-            cfg.thoughts_at(stage),
-            &mut |_, _| {},
-        )?;
-        let log = EpochLog {
-            epoch: st.epoch,
-            stage,
-            loss: st.epoch_loss_sum / st.epoch_batches.max(1) as f64,
-            val_accuracy: report.accuracy,
-            seconds: elapsed_before + started.elapsed().as_secs_f64(),
+        let losses = batch_loss(&model, &hooks, &batch, cfg.frontier)?;
+        let loss = (&losses.total / batch.rows as f64)?;
+        let grads = loss.backward()?;
+        opt.step(&grads, cfg.lr_at(step, opt.t))?;
+        let per_row = |t: &Tensor| -> Result<f64> {
+            Ok(f64::from(t.to_scalar::<f32>()?) / batch.rows as f64)
         };
-        (opts.progress)(&Progress::Epoch(log.clone()));
-        st.history.push(log);
-        st.epoch += 1;
-        st.batch = 0;
-        st.epoch_loss_sum = 0.0;
-        st.epoch_batches = 0;
-        st.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
-        export_model(out, cfg, &model_of(&varmap)?, &tok, &varmap, &st)?;
-        let dir = state::save(out, &st, &varmap, &opt)?;
-        (opts.progress)(&Progress::Checkpoint(dir));
-        last_ckpt = Instant::now();
+        let loss_value = per_row(&losses.total)?;
+        st.sums.add(
+            loss_value,
+            per_row(&losses.language)? / batch.scored().max(1) as f64 * batch.rows as f64,
+            losses.frontier.as_ref().map(per_row).transpose()?,
+        );
+        st.step += 1;
+        ran += 1;
+        let rate = started.elapsed().as_secs_f64() / (st.step - step_before) as f64;
+        (opts.progress)(&Progress::Step {
+            step: st.step,
+            steps: total,
+            draw,
+            loss: loss_value,
+            eta_s: rate * (total - st.step) as f64,
+        });
+        let eval_due = st.step.is_multiple_of(cfg.eval_every.max(1)) || st.step == total;
+        if eval_due {
+            let model = model_of(&varmap)?;
+            let log = evaluate_run(cfg, &model, &tok, &val_set, opts.watch, &st, elapsed(&st))?;
+            (opts.progress)(&Progress::Eval(log.clone()));
+            st.history.push(log);
+            st.sums = LossSums::default();
+            st.elapsed_s = elapsed(&st);
+            export_model(out, cfg, &model, &tok, &varmap, &st)?;
+        }
+        if eval_due || last_ckpt.elapsed().as_secs_f64() >= opts.checkpoint_every_s {
+            st.elapsed_s = elapsed(&st);
+            let dir = state::save(out, &st, &varmap, &opt)?;
+            (opts.progress)(&Progress::Checkpoint(dir));
+            last_ckpt = Instant::now();
+        }
     }
-    if ran == 0 && st.epoch == schedule.len() && !st.history.is_empty() {
+    if ran == 0 && st.done() && !st.history.is_empty() {
         // A finished run: the same command writes the model folder again (metadata included).
         export_model(out, cfg, &model_of(&varmap)?, &tok, &varmap, &st)?;
     }
     Ok(st)
 }
 
+/// Writes the run's `tokenizer.json` and `tokenizer_config.json` into the model folder and
+/// loads the former.
+fn write_tokenizer(out: &Path, form: TextForm) -> Result<Tokenizer> {
+    let path = out.join("tokenizer.json");
+    crate::data::tokenizer::write(&path, form)?;
+    crate::data::write_atomic(
+        &out.join("tokenizer_config.json"),
+        crate::data::tokenizer::config_json().as_bytes(),
+    )?;
+    Tokenizer::from_file(&path)
+}
+
+/// The figures of one evaluation: generated validation accuracy with the current stage's
+/// thoughts, how often each output ranks its frontier on top, and the watched set's accuracy.
+fn evaluate_run(
+    cfg: &TrainConfig,
+    model: &Model,
+    tok: &Tokenizer,
+    val_set: &[ProsQaProblem],
+    watch: Option<&[ProsQaProblem]>,
+    st: &TrainState,
+    seconds: f64,
+) -> Result<EvalLog> {
+    let stage = cfg.stage_at(st.step.saturating_sub(1));
+    let thoughts = cfg.thoughts_at(stage);
+    let mode = cfg.recipe.eval_mode();
+    let report = eval::evaluate(model, tok, val_set, mode, thoughts, &mut |_, _| {})?;
+    let frontier_match = if cfg.recipe == Recipe::Coconut {
+        let n = val_set.len().min(FRONTIER_CHECK_PROBLEMS);
+        frontier_match(model, tok, cfg, &val_set[..n], thoughts)?
+    } else {
+        Vec::new()
+    };
+    let watch_accuracy = match watch {
+        Some(w) => Some(eval::evaluate(model, tok, w, mode, thoughts, &mut |_, _| {})?.accuracy),
+        None => None,
+    };
+    Ok(EvalLog {
+        step: st.step,
+        stage,
+        facts_share: cfg.fact_share(st.step.saturating_sub(1)),
+        loss: st.sums.mean_total(),
+        language_loss: st.sums.mean_language(),
+        frontier_loss: st.sums.mean_frontier(),
+        val_accuracy: report.accuracy,
+        frontier_match,
+        watch_accuracy,
+        seconds,
+    })
+}
+
+/// Validation problems the frontier check runs on.
+pub const FRONTIER_CHECK_PROBLEMS: usize = 100;
+
 fn named_vars(varmap: &VarMap) -> Vec<(String, Var)> {
     let data = varmap.data().lock().expect("varmap lock");
     data.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-}
-
-/// The order of the training problems in `epoch`.
-fn epoch_order(cfg: &TrainConfig, epoch: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..cfg.train_size).collect();
-    Rng::with_label(cfg.seed, &format!("epoch-{epoch}")).shuffle(&mut order);
-    order
 }
 
 /// Generated `demo` problems the demo prompt is chosen from.
@@ -584,14 +744,15 @@ fn export_model(
     let tmp = out.join("model.safetensors.tmp");
     varmap.save(&tmp)?;
     std::fs::rename(&tmp, out.join("model.safetensors"))?;
-    let stage = cfg.schedule()[st.epoch - 1];
-    let demo = pick_demo(cfg, model, tok, cfg.thoughts_at(stage))?;
+    let thoughts = cfg.thoughts_at(cfg.stage_at(st.step.saturating_sub(1)));
+    let demo = pick_demo(cfg, model, tok, thoughts)?;
     let meta = serde_json::json!({
-        "thoughts": cfg.thoughts_at(stage),
+        "thoughts": thoughts,
         "demo_prompt": demo.question,
         "demo_answer": demo.answer,
         "recipe": cfg.recipe.name(),
-        "epochs_done": st.epoch,
+        "objective": if cfg.frontier > 0.0 && cfg.recipe == Recipe::Coconut { "coconut+frontier" } else { cfg.recipe.name() },
+        "steps_done": st.step,
         "training": cfg,
         "history": st.history,
     });

@@ -55,7 +55,7 @@ impl AdamW {
             .map(|(name, var)| {
                 let zeros = var.as_tensor().zeros_like()?;
                 Ok(Slot {
-                    decay: var.as_tensor().rank() >= 2 && !name.contains("ln_"),
+                    decay: var.as_tensor().rank() >= 2 && !super::params::is_norm(&name),
                     name,
                     m: zeros.clone(),
                     v: zeros,

@@ -12,33 +12,81 @@ use serde::{Deserialize, Serialize};
 use super::TrainConfig;
 use super::optim::AdamW;
 
-pub const STATE_FORMAT: &str = "coconut-lens.train-state.v1";
+pub const STATE_FORMAT: &str = "coconut-lens.train-state.v2";
 
+/// The figures of one evaluation during training.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochLog {
-    pub epoch: usize,
+pub struct EvalLog {
+    /// Optimizer steps done.
+    pub step: u64,
     pub stage: usize,
-    /// Mean training loss (nats per predicted token) over the epoch.
+    /// Share of each problem's facts the last batch told.
+    pub facts_share: f64,
+    /// Mean optimised loss per sequence since the previous evaluation.
     pub loss: f64,
-    /// Accuracy on the generated validation problems at the end of the epoch.
+    /// Mean language loss per scored token since the previous evaluation.
+    pub language_loss: f64,
+    /// Mean frontier loss per sequence (summed over its outputs), when trained.
+    pub frontier_loss: Option<f64>,
+    /// Accuracy on the generated validation problems.
     pub val_accuracy: f64,
+    /// Per output (`<|start-latent|>`, then each thought): share of validation problems whose
+    /// frontier set is exactly the top-ranked tokens.
+    pub frontier_match: Vec<f64>,
+    /// Accuracy on the watched problems (`--watch`), when given.
+    pub watch_accuracy: Option<f64>,
     /// Training time so far, seconds.
     pub seconds: f64,
+}
+
+/// Running sums of the losses between two evaluations.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LossSums {
+    pub steps: u64,
+    pub total: f64,
+    pub language: f64,
+    pub frontier: f64,
+    pub frontier_steps: u64,
+}
+
+impl LossSums {
+    pub fn add(&mut self, total: f64, language_per_token: f64, frontier: Option<f64>) {
+        self.steps += 1;
+        self.total += total;
+        self.language += language_per_token;
+        if let Some(f) = frontier {
+            self.frontier += f;
+            self.frontier_steps += 1;
+        }
+    }
+
+    fn mean(sum: f64, n: u64) -> f64 {
+        if n == 0 { f64::NAN } else { sum / n as f64 }
+    }
+
+    pub fn mean_total(&self) -> f64 {
+        Self::mean(self.total, self.steps)
+    }
+
+    pub fn mean_language(&self) -> f64 {
+        Self::mean(self.language, self.steps)
+    }
+
+    pub fn mean_frontier(&self) -> Option<f64> {
+        (self.frontier_steps > 0).then(|| Self::mean(self.frontier, self.frontier_steps))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainState {
     pub format: String,
     pub config: TrainConfig,
-    /// Epoch in progress (index into the schedule); equal to its length when done.
-    pub epoch: usize,
-    /// Next batch of that epoch.
-    pub batch: usize,
-    pub epoch_loss_sum: f64,
-    pub epoch_batches: usize,
+    /// Optimizer steps done.
+    pub step: u64,
+    pub sums: LossSums,
     pub adam_steps: u64,
     pub elapsed_s: f64,
-    pub history: Vec<EpochLog>,
+    pub history: Vec<EvalLog>,
 }
 
 impl TrainState {
@@ -46,10 +94,8 @@ impl TrainState {
         Self {
             format: STATE_FORMAT.to_string(),
             config,
-            epoch: 0,
-            batch: 0,
-            epoch_loss_sum: 0.0,
-            epoch_batches: 0,
+            step: 0,
+            sums: LossSums::default(),
             adam_steps: 0,
             elapsed_s: 0.0,
             history: Vec::new(),
@@ -57,7 +103,7 @@ impl TrainState {
     }
 
     pub fn done(&self) -> bool {
-        self.epoch >= self.config.schedule().len()
+        self.step >= self.config.total_steps()
     }
 }
 

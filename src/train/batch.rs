@@ -1,0 +1,251 @@
+//! Training batches: new generated problems for every optimizer step, told with a growing
+//! share of their facts (the context curriculum), laid out in the Coconut format, and the
+//! targets of the frontier loss.
+//!
+//! Every row of a batch keeps the same number of facts. Names and markers are one token each,
+//! so the prompts then have the same length in tokens and the continuous thoughts sit at the
+//! same positions in every row: the batch runs without padding or attention masks, and only the
+//! language part after `<|end-latent|>` (whose length depends on the remaining steps) is padded
+//! on the right and left out of the loss.
+
+use anyhow::{Context, Result, ensure};
+
+use super::{Recipe, TrainConfig};
+use crate::data::prosqa::{self, Graph, MAX_DEPTH, ProsQaProblem};
+use crate::data::rng::Rng;
+use crate::data::tokenizer::{EOS, verbatim_ids};
+use crate::model::Tokenizer;
+
+/// Fewest facts a training problem is told with: the longest chain of thought plus one, so
+/// that every problem can keep its whole chain.
+pub const MIN_FACTS: usize = MAX_DEPTH + 1;
+
+/// One training sequence: `prefix`, then `latents` continuous thoughts, then `suffix`. The
+/// language loss covers `suffix[loss_from..]`; `frontier[k]` lists the token ids the frontier
+/// loss spreads the output at `<|start-latent|>` (k = 0) and after thought k over.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub prefix: Vec<u32>,
+    pub latents: usize,
+    pub suffix: Vec<u32>,
+    pub loss_from: usize,
+    pub frontier: Vec<Vec<u32>>,
+}
+
+/// Token ids of a problem in the layout of the recipe at curriculum `stage` (the Coconut
+/// code's format: `question\n`, steps each followed by `\n`, `### answer`, end of text).
+pub fn encode_sample(
+    tok: &Tokenizer,
+    p: &ProsQaProblem,
+    cfg: &TrainConfig,
+    stage: usize,
+) -> Result<Sample> {
+    let question = tok.encode_prompt(&p.question)?;
+    let eos = tok
+        .token_id(EOS)
+        .context("the tokenizer has no end-of-text token")?;
+    // Built word by word so that it decodes to the official answer whatever the normalizer.
+    let mut answer = verbatim_ids(tok.inner(), &format!("### {}", p.answer))?;
+    answer.push(eos);
+    let steps = |skip: usize| -> Result<Vec<u32>> {
+        let mut ids = Vec::new();
+        for s in p.steps.iter().skip(skip) {
+            ids.extend(tok.encode_plain(&format!("{s}\n"))?);
+        }
+        Ok(ids)
+    };
+    Ok(match cfg.recipe {
+        Recipe::Coconut => {
+            let m = tok.coconut.context("the tokenizer has no Coconut tokens")?;
+            let latents = cfg.thoughts_at(stage);
+            let mut prefix = question;
+            prefix.push(m.start);
+            let mut suffix = vec![m.end];
+            suffix.extend(steps(stage.min(p.steps.len()))?);
+            suffix.extend(answer);
+            let frontier = if cfg.frontier > 0.0 {
+                frontier_ids(tok, p, latents + 1, cfg.frontier_from)?
+            } else {
+                Vec::new()
+            };
+            Sample {
+                prefix,
+                latents,
+                suffix,
+                loss_from: 1,
+                frontier,
+            }
+        }
+        Recipe::Cot => {
+            let mut suffix = steps(0)?;
+            suffix.extend(answer);
+            Sample {
+                prefix: question,
+                latents: 0,
+                suffix,
+                loss_from: 0,
+                frontier: Vec::new(),
+            }
+        }
+        Recipe::NoCot => Sample {
+            prefix: question,
+            latents: 0,
+            suffix: answer,
+            loss_from: 0,
+            frontier: Vec::new(),
+        },
+    })
+}
+
+/// The nodes within `k + from` hops of the root, for k = 0..outputs (node indices, in index
+/// order): the breadth-first sets the frontier loss targets at `<|start-latent|>` (k = 0) and
+/// after each thought.
+pub fn frontier_sets(p: &ProsQaProblem, outputs: usize, from: usize) -> Result<Vec<Vec<usize>>> {
+    let dist = Graph::of(p)?.distances(p.root);
+    Ok((0..outputs)
+        .map(|k| {
+            (0..dist.len())
+                .filter(|&i| dist[i].is_some_and(|d| d <= k + from))
+                .collect()
+        })
+        .collect())
+}
+
+fn frontier_ids(
+    tok: &Tokenizer,
+    p: &ProsQaProblem,
+    outputs: usize,
+    from: usize,
+) -> Result<Vec<Vec<u32>>> {
+    let id = |i: usize| {
+        let name = &p.idx_to_symbol[i];
+        tok.token_id(name)
+            .with_context(|| format!("the node \"{name}\" is not one token"))
+    };
+    frontier_sets(p, outputs, from)?
+        .into_iter()
+        .map(|set| set.into_iter().map(id).collect())
+        .collect()
+}
+
+/// Samples stacked: prompts `[rows, prefix_len]`, suffixes right-padded to `[rows,
+/// suffix_len]` with `loss_mask` 0 on padding and before `loss_from`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub rows: usize,
+    pub prefix_len: usize,
+    pub prefix: Vec<u32>,
+    pub latents: usize,
+    pub suffix_len: usize,
+    pub suffix: Vec<u32>,
+    /// Per suffix position: 1 where the token is predicted and scored.
+    pub loss_mask: Vec<f32>,
+    /// Per row, per output (`<|start-latent|>`, then each thought): the frontier's token ids;
+    /// empty without the frontier loss.
+    pub frontier: Vec<Vec<Vec<u32>>>,
+}
+
+impl Batch {
+    /// Stacks samples whose prompts have one length and whose thought counts agree.
+    pub fn stack(samples: &[Sample], pad: u32) -> Result<Self> {
+        let first = samples
+            .first()
+            .context("a batch needs at least one sample")?;
+        let (prefix_len, latents) = (first.prefix.len(), first.latents);
+        ensure!(
+            samples
+                .iter()
+                .all(|s| s.prefix.len() == prefix_len && s.latents == latents),
+            "the samples of a batch must have prompts of one length and one thought count"
+        );
+        let suffix_len = samples.iter().map(|s| s.suffix.len()).max().unwrap_or(0);
+        ensure!(suffix_len > 0, "a sample has nothing to predict");
+        let mut b = Self {
+            rows: samples.len(),
+            prefix_len,
+            prefix: Vec::with_capacity(samples.len() * prefix_len),
+            latents,
+            suffix_len,
+            suffix: Vec::with_capacity(samples.len() * suffix_len),
+            loss_mask: Vec::with_capacity(samples.len() * suffix_len),
+            frontier: Vec::new(),
+        };
+        for s in samples {
+            b.prefix.extend(&s.prefix);
+            b.suffix.extend(&s.suffix);
+            b.suffix
+                .extend(std::iter::repeat_n(pad, suffix_len - s.suffix.len()));
+            b.loss_mask.extend((0..suffix_len).map(|i| {
+                if i >= s.loss_from && i < s.suffix.len() {
+                    1.0
+                } else {
+                    0.0
+                }
+            }));
+            if !s.frontier.is_empty() {
+                b.frontier.push(s.frontier.clone());
+            }
+        }
+        ensure!(
+            b.frontier.is_empty() || b.frontier.len() == b.rows,
+            "frontier targets for some samples only"
+        );
+        Ok(b)
+    }
+
+    /// Number of scored language tokens.
+    pub fn scored(&self) -> usize {
+        self.loss_mask.iter().filter(|&&m| m > 0.0).count()
+    }
+}
+
+/// How the batch of one optimizer step was drawn.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Draw {
+    pub stage: usize,
+    /// Facts each problem of the batch is told with.
+    pub facts: usize,
+}
+
+/// The problems of optimizer step `step`: a function of the seed and the step alone, so a
+/// resumed run sees the same data. A reference problem drawn from the generator sets the
+/// number of facts (its own count times the batch's share of the curriculum, at least
+/// [`MIN_FACTS`]);
+/// every row is a new problem with at least that many facts, thinned to exactly that many.
+pub fn draw_problems(cfg: &TrainConfig, step: u64) -> Result<(Vec<ProsQaProblem>, Draw)> {
+    let mut rng = Rng::with_label(cfg.seed, &format!("batch-{step}"));
+    let gen_cfg = cfg.gen_config();
+    let stage = cfg.stage_of_batch(step, &mut rng);
+    let reference = prosqa::sample(&gen_cfg, &mut rng)?;
+    let share = cfg.fact_share_of_batch(step, &mut rng);
+    let facts = ((share * reference.edges.len() as f64).round() as usize).max(MIN_FACTS);
+    let mut rows = Vec::with_capacity(cfg.batch_size);
+    const MAX_DRAWS: usize = 100_000;
+    for _ in 0..MAX_DRAWS {
+        if rows.len() == cfg.batch_size {
+            break;
+        }
+        let p = prosqa::sample(&gen_cfg, &mut rng)?;
+        if p.edges.len() >= facts {
+            rows.push(prosqa::thin(&p, facts, &mut rng)?);
+        }
+    }
+    ensure!(
+        rows.len() == cfg.batch_size,
+        "the generator gave too few problems with {facts} facts"
+    );
+    Ok((rows, Draw { stage, facts }))
+}
+
+/// The batch of optimizer step `step`, encoded.
+pub fn draw_batch(cfg: &TrainConfig, tok: &Tokenizer, step: u64) -> Result<(Batch, Draw)> {
+    let (problems, draw) = draw_problems(cfg, step)?;
+    let samples = problems
+        .iter()
+        .map(|p| encode_sample(tok, p, cfg, draw.stage))
+        .collect::<Result<Vec<_>>>()?;
+    let pad = tok
+        .token_id(EOS)
+        .context("the tokenizer has no end-of-text token")?;
+    Ok((Batch::stack(&samples, pad)?, draw))
+}
