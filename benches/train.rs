@@ -3,6 +3,9 @@
 //! same step in PyTorch + transformers on the same batches (`scripts/train_torch.py`, when
 //! `COCONUT_LENS_PYTHON`, default `python3`, has torch and transformers), both on 2 threads.
 //!
+//! Ours runs as `coconut-lens train` does: the batch in `shards` parts on threads of their
+//! own, each op on one thread.
+//!
 //! `cargo bench --bench train [-- --steps N]` (default 6 timed steps after one warm-up). A
 //! JSON report goes to `target/bench-train.json`.
 
@@ -10,13 +13,12 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use candle_core::{DType, Device, Var};
-use candle_nn::VarBuilder;
+use candle_core::{Device, Var};
 use coconut_lens::data::tokenizer::{self, TextForm};
+use coconut_lens::model::Tokenizer;
 use coconut_lens::model::config::ArchConfig;
-use coconut_lens::model::{Hooks, Model, OpMode, Tokenizer};
 use coconut_lens::train::optim::AdamW;
-use coconut_lens::train::{Batch, Recipe, TrainConfig, batch, batch_loss, params};
+use coconut_lens::train::{Batch, Recipe, TrainConfig, batch, batch_gradients, params};
 use serde_json::json;
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -25,8 +27,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
+    // As `coconut-lens train`: batch shards on threads of their own, each op on one thread.
     // SAFETY: no other thread runs yet.
-    unsafe { coconut_lens::model::pin_cpu_threads() };
+    unsafe { std::env::set_var("RAYON_NUM_THREADS", "1") };
+    coconut_lens::train::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     let steps: usize = args
         .iter()
@@ -63,27 +67,20 @@ fn main() {
         data.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     };
     let mut opt = AdamW::new(vars, cfg.optim).unwrap();
-    let hooks = Hooks {
-        mode: OpMode::TRAIN,
-        ..Hooks::none(cfg.layers)
-    };
     let mut ours = Vec::new();
     let mut losses = Vec::new();
     for (i, b) in batches.iter().enumerate() {
         let t = Instant::now();
-        let model = Model::build(
-            &arch,
-            VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
-            false,
-        )
-        .unwrap();
-        let l = batch_loss(&model, &hooks, b, cfg.frontier).unwrap();
-        let loss = (&l.total / b.rows as f64).unwrap();
-        let grads = loss.backward().unwrap();
+        let (grads, l) = batch_gradients(&arch, &varmap, b, cfg.shards, cfg.frontier).unwrap();
+        let fb = t.elapsed().as_secs_f64() * 1e3;
         opt.step(&grads, cfg.lr).unwrap();
         let ms = t.elapsed().as_secs_f64() * 1e3;
-        losses.push(loss.to_scalar::<f32>().unwrap());
-        eprintln!("ours step {i}: {ms:.1} ms, loss {:.4}", losses[i]);
+        losses.push(l.total / b.rows as f64);
+        eprintln!(
+            "ours step {i}: {ms:.1} ms (forward + backward {fb:.0}, optimizer {:.0}), loss {:.4}",
+            ms - fb,
+            losses[i]
+        );
         if i > 0 {
             ours.push(ms);
         }

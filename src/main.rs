@@ -4,7 +4,14 @@ use clap::Parser;
 use coconut_lens::cli::{Cli, Command, analyze};
 
 fn main() -> ExitCode {
-    // SAFETY: first statement of main, before any thread exists.
+    // The trainer runs the parts of a batch on threads of its own (`--threads`) and every
+    // model op on one thread: faster on small models, and a run's bits then do not depend on
+    // the machine's core count.
+    if std::env::args().nth(1).as_deref() == Some("train") {
+        // SAFETY: first statement of main, before any thread exists.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", "1") };
+    }
+    // SAFETY: before any thread exists.
     unsafe { coconut_lens::model::pin_cpu_threads() };
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -18,7 +18,7 @@ use coconut_lens::model::{Arch, Hooks, Model, Tokenizer};
 use coconut_lens::model::{ModelSource, load_model};
 use coconut_lens::train::{
     Batch, DEMO_CANDIDATES, DataShape, Progress, Recipe, TrainConfig, TrainOptions, TrainState,
-    batch, batch_loss, encode_sample, params, train,
+    batch, batch_gradients, batch_loss, encode_sample, params, train,
 };
 
 /// Two layers, d = 32, tiny problems, coconut stage 0 for 10 steps, then stage 1 for 4:
@@ -144,6 +144,52 @@ fn a_batch_loss_is_the_sum_of_its_sequences_losses() {
             None => assert_eq!(stage, 0, "stage 0 has no thoughts to score"),
         }
         assert!(total > language || frontier == 0.0 || stage == 0);
+    }
+}
+
+#[test]
+fn a_batch_split_over_threads_has_the_gradient_of_one_pass() {
+    let dir = scratch("train-shards");
+    let tok = compact_tokenizer(&dir);
+    let cfg = TrainConfig {
+        steps_first: 0,
+        steps_per_stage: 0,
+        batch_size: 5,
+        ..tiny_config()
+    };
+    let vocab = tok.vocab_size();
+    let varmap = params::init(&cfg, vocab, &Device::Cpu).unwrap();
+    let arch = ArchConfig::from_json(&cfg.hf_config(vocab).to_string()).unwrap();
+    let (b, _) = batch::draw_batch(&cfg, &tok, 0).unwrap();
+    assert_eq!(
+        b.split(2).iter().map(|p| p.rows).collect::<Vec<_>>(),
+        [3, 2]
+    );
+    let (one, l1) = batch_gradients(&arch, &varmap, &b, 1, cfg.frontier).unwrap();
+    let (two, l2) = batch_gradients(&arch, &varmap, &b, 2, cfg.frontier).unwrap();
+    assert!((l1.total - l2.total).abs() < 1e-4 * l1.total.abs());
+    assert!(l1.frontier.is_some() && l2.frontier.is_some());
+    let data = varmap.data().lock().unwrap();
+    for (name, var) in data.iter() {
+        let a = one
+            .get(var.as_tensor())
+            .expect("a gradient for every parameter");
+        let b = two
+            .get(var.as_tensor())
+            .expect("a gradient for every parameter");
+        let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap();
+        let scale = a
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let diff = diff.to_scalar::<f32>().unwrap();
+        assert!(
+            diff <= 1e-4 * scale.max(1e-3),
+            "{name}: {diff} against {scale}"
+        );
     }
 }
 

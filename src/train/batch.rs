@@ -193,6 +193,32 @@ impl Batch {
         Ok(b)
     }
 
+    /// The rows split into at most `parts` consecutive batches of (nearly) equal size.
+    pub fn split(&self, parts: usize) -> Vec<Batch> {
+        let per = self.rows.div_ceil(parts.max(1));
+        (0..self.rows)
+            .step_by(per.max(1))
+            .map(|lo| {
+                let hi = (lo + per).min(self.rows);
+                let rows = |v: &[u32], w: usize| v[lo * w..hi * w].to_vec();
+                Batch {
+                    rows: hi - lo,
+                    prefix_len: self.prefix_len,
+                    prefix: rows(&self.prefix, self.prefix_len),
+                    latents: self.latents,
+                    suffix_len: self.suffix_len,
+                    suffix: rows(&self.suffix, self.suffix_len),
+                    loss_mask: self.loss_mask[lo * self.suffix_len..hi * self.suffix_len].to_vec(),
+                    frontier: if self.frontier.is_empty() {
+                        Vec::new()
+                    } else {
+                        self.frontier[lo..hi].to_vec()
+                    },
+                }
+            })
+            .collect()
+    }
+
     /// Number of scored language tokens.
     pub fn scored(&self) -> usize {
         self.loss_mask.iter().filter(|&&m| m > 0.0).count()

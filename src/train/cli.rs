@@ -32,6 +32,10 @@ pub struct TrainArgs {
     /// Sequences per optimizer step.
     #[arg(long)]
     pub batch_size: Option<usize>,
+    /// Threads, each running its share of a batch (part of the run's settings: a run resumes
+    /// with the same).
+    #[arg(long)]
+    pub threads: Option<usize>,
     #[arg(long)]
     pub lr: Option<f64>,
     /// Optimizer steps at stage 0 (full chain of thought).
@@ -97,6 +101,7 @@ impl TrainArgs {
         set(&mut c.d_model, self.d_model);
         set(&mut c.heads, self.heads);
         set(&mut c.batch_size, self.batch_size);
+        set(&mut c.shards, self.threads);
         set(&mut c.lr, self.lr);
         set(&mut c.steps_first, self.steps_first);
         set(&mut c.steps_per_stage, self.steps_per_stage);
@@ -119,6 +124,7 @@ fn hms(s: f64) -> String {
 pub fn run(args: &TrainArgs) -> Result<()> {
     let cfg = args.config()?;
     cfg.check()?;
+    super::keep_freed_memory();
     let watch = match &args.watch {
         Some(path) => {
             let problems = read_problems(path)?;
