@@ -467,6 +467,40 @@ fn eval_rejects_bad_input_with_one_line() {
     let report: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
     assert_eq!(report["n"], 2);
     assert_eq!(report["thought_frontier"].as_array().unwrap().len(), 2);
+    // The pause-token control runs the same layout with nothing fed back.
+    let pause = bin(&[
+        "eval",
+        "--data",
+        &s(&good),
+        "--model",
+        &gpt2,
+        "--thoughts",
+        "2",
+        "--mode",
+        "pause",
+    ]);
+    assert!(
+        pause.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pause.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&pause.stdout).unwrap();
+    assert_eq!(
+        (report["mode"].as_str(), report["thoughts"].as_u64()),
+        (Some("pause"), Some(2))
+    );
+    assert_one_line_error(
+        &bin(&[
+            "eval",
+            "--data",
+            &s(&good),
+            "--model",
+            &fixture("gpt2-tiny-base"),
+            "--mode",
+            "pause",
+        ]),
+        "Coconut tokens",
+    );
 }
 
 #[test]

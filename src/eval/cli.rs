@@ -18,7 +18,7 @@ pub struct EvalArgs {
     pub data: PathBuf,
     #[command(flatten)]
     pub model: ModelArgs,
-    /// coconut, cot or no-cot.
+    /// coconut, pause (the `<|latent|>` embedding in every thought slot), cot or no-cot.
     #[arg(long, default_value = "coconut")]
     pub mode: String,
     /// Continuous thoughts (coconut mode). Default: the model's own setting, else 6.

@@ -19,6 +19,9 @@ use crate::thought::{RunSpec, ThoughtCount, ThoughtMode, run};
 pub enum EvalMode {
     /// Question, `<|start-latent|>`, N continuous thoughts, `<|end-latent|>`, answer.
     Coconut,
+    /// The same layout with the `<|latent|>` embedding in every thought slot (nothing fed
+    /// back): the pause-token control of the critiques of Coconut.
+    Pause,
     /// Question, then free generation (steps, then the answer).
     Cot,
     /// Question, then the answer directly.
@@ -29,9 +32,10 @@ impl EvalMode {
     pub fn parse(s: &str) -> Result<Self> {
         match s {
             "coconut" => Ok(Self::Coconut),
+            "pause" => Ok(Self::Pause),
             "cot" => Ok(Self::Cot),
             "no-cot" => Ok(Self::NoCot),
-            _ => bail!("unknown eval mode \"{s}\" (expected coconut, cot or no-cot)"),
+            _ => bail!("unknown eval mode \"{s}\" (expected coconut, pause, cot or no-cot)"),
         }
     }
 }
@@ -97,10 +101,10 @@ pub fn evaluate(
 ) -> Result<EvalReport> {
     let mut tok = tokenizer.clone();
     let thoughts = match mode {
-        EvalMode::Coconut => {
+        EvalMode::Coconut | EvalMode::Pause => {
             if tok.coconut.is_none() {
                 bail!(
-                    "coconut mode needs the Coconut tokens (<|start-latent|>, <|end-latent|>, <|latent|>), which this model's tokenizer does not have"
+                    "coconut and pause modes need the Coconut tokens (<|start-latent|>, <|end-latent|>, <|latent|>), which this model's tokenizer does not have"
                 );
             }
             thoughts
@@ -113,7 +117,11 @@ pub fn evaluate(
     };
     let spec = RunSpec {
         thoughts: ThoughtCount::Fixed { n: thoughts },
-        mode: ThoughtMode::Coconut,
+        mode: if mode == EvalMode::Pause {
+            ThoughtMode::Pause
+        } else {
+            ThoughtMode::Coconut
+        },
         // Enough for a full chain of thought (up to 6 steps) and the answer; generation
         // stops at the end-of-text token.
         max_new_tokens: 96,
