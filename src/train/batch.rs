@@ -263,15 +263,133 @@ pub fn draw_problems(cfg: &TrainConfig, step: u64) -> Result<(Vec<ProsQaProblem>
     Ok((rows, Draw { stage, facts }))
 }
 
-/// The batch of optimizer step `step`, encoded.
+/// The problem asked about one of its concepts that has children instead of its person (the
+/// query's subject and the root replaced, the candidates kept): trained on the frontier from
+/// that concept only, so that the first thought already looks up facts whose source is a
+/// concept, as every later thought must. `None` when no concept has children.
+pub fn reroot(p: &ProsQaProblem, rng: &mut Rng) -> Option<ProsQaProblem> {
+    let sym = &p.idx_to_symbol;
+    let mut sources: Vec<usize> = p
+        .edges
+        .iter()
+        .map(|e| e[0])
+        .filter(|&a| !prosqa::is_person(&sym[a]))
+        .collect();
+    sources.sort_unstable();
+    sources.dedup();
+    if sources.is_empty() {
+        return None;
+    }
+    let subject = *rng.pick(&sources);
+    let at = p.question.rfind("Is ")?;
+    let rest = &p.question[at + 3..];
+    let after = rest.find(' ')?;
+    let question = format!("{}Is {}{}", &p.question[..at], sym[subject], &rest[after..]);
+    Some(ProsQaProblem {
+        question,
+        root: subject,
+        ..p.clone()
+    })
+}
+
+/// The batch of optimizer step `step`, encoded. With probability `cfg.reroot` a row is
+/// [`reroot`]ed, its language part left out of the loss.
 pub fn draw_batch(cfg: &TrainConfig, tok: &Tokenizer, step: u64) -> Result<(Batch, Draw)> {
     let (problems, draw) = draw_problems(cfg, step)?;
+    let mut rng = Rng::with_label(cfg.seed, &format!("reroot-{step}"));
     let samples = problems
         .iter()
-        .map(|p| encode_sample(tok, p, cfg, draw.stage))
+        .map(|p| {
+            let rerooted = (cfg.reroot > 0.0 && rng.chance(cfg.reroot))
+                .then(|| reroot(p, &mut rng))
+                .flatten();
+            match rerooted {
+                Some(q) => {
+                    let mut s = encode_sample(tok, &q, cfg, draw.stage)?;
+                    s.loss_from = s.suffix.len();
+                    Ok(s)
+                }
+                None => encode_sample(tok, p, cfg, draw.stage),
+            }
+        })
         .collect::<Result<Vec<_>>>()?;
     let pad = tok
         .token_id(EOS)
         .context("the tokenizer has no end-of-text token")?;
     Ok((Batch::stack(&samples, pad)?, draw))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tom -> a -> {b, c}, c -> d; Ann -> e. Names as in the real inventory.
+    fn hand_made() -> ProsQaProblem {
+        let sym = [
+            "Tom", "wumpus", "yumpus", "lempus", "rompus", "Fae", "zumpus",
+        ];
+        let edges = vec![[0, 1], [1, 2], [1, 3], [3, 4], [5, 6]];
+        let facts: Vec<String> = edges
+            .iter()
+            .map(|&[a, b]| prosqa::edge_sentence(sym[a], sym[b]))
+            .collect();
+        ProsQaProblem {
+            question: format!("{} Is Tom a rompus or zumpus?", facts.join(" ")),
+            answer: "Tom is a rompus.".into(),
+            steps: vec![
+                "Tom is a wumpus.".into(),
+                "Every wumpus is a lempus.".into(),
+                "Every lempus is a rompus.".into(),
+            ],
+            idx_to_symbol: sym.iter().map(|s| s.to_string()).collect(),
+            edges,
+            root: 0,
+            target: 4,
+            neg_target: 6,
+        }
+    }
+
+    #[test]
+    fn frontier_sets_grow_one_hop_per_output() {
+        let p = hand_made();
+        assert_eq!(
+            frontier_sets(&p, 5, 0).unwrap(),
+            [
+                vec![0],
+                vec![0, 1],
+                vec![0, 1, 2, 3],
+                vec![0, 1, 2, 3, 4],
+                vec![0, 1, 2, 3, 4],
+            ]
+        );
+        // Starting one hop further (the output at <|start-latent|> already one hop out).
+        assert_eq!(
+            frontier_sets(&p, 2, 1).unwrap(),
+            [vec![0, 1], vec![0, 1, 2, 3]]
+        );
+    }
+
+    #[test]
+    fn a_rerooted_problem_asks_about_a_concept_with_children() {
+        let p = hand_made();
+        let mut rng = Rng::new(1);
+        for _ in 0..20 {
+            let q = reroot(&p, &mut rng).unwrap();
+            assert!([1, 3].contains(&q.root), "{}", q.root);
+            let subject = &q.idx_to_symbol[q.root];
+            assert!(
+                q.question
+                    .ends_with(&format!("Is {subject} a rompus or zumpus?"))
+            );
+            assert!(q.question.starts_with("Tom is a wumpus."));
+            let sets = frontier_sets(&q, 2, 0).unwrap();
+            assert_eq!(sets[0], [q.root]);
+            assert!(sets[1].len() >= 2);
+        }
+        let no_concept_sources = ProsQaProblem {
+            edges: vec![[0, 1], [5, 6]],
+            ..p
+        };
+        assert!(reroot(&no_concept_sources, &mut rng).is_none());
+    }
 }

@@ -53,6 +53,9 @@ pub struct TrainArgs {
     /// Weight of the frontier loss (0: plain Coconut, the language loss only).
     #[arg(long)]
     pub frontier: Option<f64>,
+    /// Probability that a training row asks about one of its concepts (frontier loss only).
+    #[arg(long)]
+    pub reroot: Option<f64>,
     /// Share of each problem's facts told at the start (grows to 1 over --grow-steps).
     #[arg(long)]
     pub facts_from: Option<f64>,
@@ -108,6 +111,7 @@ impl TrainArgs {
         set(&mut c.steps_last, self.steps_last);
         set(&mut c.max_stage, self.max_stage);
         set(&mut c.frontier, self.frontier);
+        set(&mut c.reroot, self.reroot);
         set(&mut c.facts_from, self.facts_from);
         set(&mut c.grow_steps, self.grow_steps);
         set(&mut c.val_size, self.val_size);

@@ -150,6 +150,9 @@ pub struct TrainConfig {
     /// `k + frontier_from` hops of the root.
     pub frontier: f64,
     pub frontier_from: usize,
+    /// Probability that a training row asks about one of its concepts instead of its person
+    /// (frontier loss only; see [`batch::reroot`]).
+    pub reroot: f64,
     /// Generated validation problems, scored every `eval_every` steps.
     pub val_size: usize,
     pub eval_every: u64,
@@ -187,6 +190,7 @@ impl TrainConfig {
             depths: vec![(3, 1), (4, 1), (5, 1), (6, 1)],
             frontier: 1.0,
             frontier_from: 0,
+            reroot: 0.0,
             val_size: 200,
             eval_every: 250,
         }
@@ -303,6 +307,10 @@ impl TrainConfig {
             "--facts-from must be in (0, 1]"
         );
         ensure!(self.frontier >= 0.0, "--frontier must not be negative");
+        ensure!(
+            (0.0..=1.0).contains(&self.reroot),
+            "--reroot must be a probability"
+        );
         ensure!(
             self.depths
                 .iter()
