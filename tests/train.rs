@@ -449,46 +449,38 @@ fn eval_rejects_bad_input_with_one_line() {
         ]),
         "unknown eval mode",
     );
-    // A well-formed file runs, and reports JSON.
-    let ok = bin(&[
-        "eval",
-        "--data",
-        &s(&good),
-        "--model",
-        &gpt2,
-        "--thoughts",
-        "2",
-    ]);
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
-    assert_eq!(report["n"], 2);
-    assert_eq!(report["thought_frontier"].as_array().unwrap().len(), 2);
-    // The pause-token control runs the same layout with nothing fed back.
-    let pause = bin(&[
-        "eval",
-        "--data",
-        &s(&good),
-        "--model",
-        &gpt2,
-        "--thoughts",
-        "2",
-        "--mode",
-        "pause",
-    ]);
-    assert!(
-        pause.status.success(),
-        "{}",
-        String::from_utf8_lossy(&pause.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&pause.stdout).unwrap();
-    assert_eq!(
-        (report["mode"].as_str(), report["thoughts"].as_u64()),
-        (Some("pause"), Some(2))
-    );
+    // A well-formed file runs and reports JSON, in coconut mode and in the pause-token
+    // control (the same layout, nothing fed back).
+    for mode in ["coconut", "pause"] {
+        let ok = bin(&[
+            "eval",
+            "--data",
+            &s(&good),
+            "--model",
+            &gpt2,
+            "--thoughts",
+            "2",
+            "--mode",
+            mode,
+        ]);
+        assert!(
+            ok.status.success(),
+            "{mode}: {}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+        assert_eq!(
+            (report["n"].as_u64(), report["mode"].as_str()),
+            (Some(2), Some(mode))
+        );
+        assert_eq!(report["thoughts"], 2);
+        let frontier = report.get("thought_frontier").and_then(|f| f.as_array());
+        assert_eq!(
+            frontier.map(Vec::len),
+            (mode == "coconut").then_some(2),
+            "{mode}"
+        );
+    }
     assert_one_line_error(
         &bin(&[
             "eval",
