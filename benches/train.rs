@@ -50,9 +50,12 @@ fn main() {
     tokenizer::write(&tok_path, TextForm::Compact).unwrap();
     let tok = Tokenizer::from_file(&tok_path).unwrap();
     let first = cfg.grow_steps;
+    let drawing = Instant::now();
     let batches: Vec<Batch> = (0..=steps as u64)
         .map(|i| batch::draw_batch(&cfg, &tok, first + i).unwrap().0)
         .collect();
+    let draw_ms = drawing.elapsed().as_secs_f64() * 1e3 / batches.len() as f64;
+    println!("drawing a batch (generator, thinning, encoding): {draw_ms:.1} ms");
     let tokens: Vec<usize> = batches
         .iter()
         .map(|b| b.rows * (b.prefix_len + b.latents + b.suffix_len))
@@ -143,6 +146,7 @@ fn main() {
         "tokens_per_step": tok_per_step,
         "thoughts": batches[0].latents,
         "ours_ms": ours_ms,
+        "draw_ms": draw_ms,
         "ours_steps_ms": ours,
         "ours_losses": losses,
         "gflops": gflops,
