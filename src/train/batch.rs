@@ -10,7 +10,7 @@
 
 use anyhow::{Context, Result, ensure};
 
-use super::{Recipe, TrainConfig};
+use super::{FrontierSets, Recipe, TrainConfig};
 use crate::data::prosqa::{self, Graph, MAX_DEPTH, ProsQaProblem};
 use crate::data::rng::Rng;
 use crate::data::tokenizer::{EOS, verbatim_ids};
@@ -64,7 +64,7 @@ pub fn encode_sample(
             suffix.extend(steps(stage.min(p.steps.len()))?);
             suffix.extend(answer);
             let frontier = if cfg.frontier > 0.0 {
-                frontier_ids(tok, p, latents + 1, cfg.frontier_from)?
+                frontier_ids(tok, p, latents + 1, cfg.frontier_from, cfg.frontier_sets)?
             } else {
                 Vec::new()
             };
@@ -97,15 +97,25 @@ pub fn encode_sample(
     })
 }
 
-/// The nodes within `k + from` hops of the root, for k = 0..outputs (node indices, in index
-/// order): the breadth-first sets the frontier loss targets at `<|start-latent|>` (k = 0) and
-/// after each thought.
-pub fn frontier_sets(p: &ProsQaProblem, outputs: usize, from: usize) -> Result<Vec<Vec<usize>>> {
+/// The nodes within (or, for [`FrontierSets::Layer`], exactly) `k + from` hops of the root,
+/// for k = 0..outputs (node indices, in index order): the breadth-first sets the frontier loss
+/// targets at `<|start-latent|>` (k = 0) and after each thought.
+pub fn frontier_sets(
+    p: &ProsQaProblem,
+    outputs: usize,
+    from: usize,
+    sets: FrontierSets,
+) -> Result<Vec<Vec<usize>>> {
     let dist = Graph::of(p)?.distances(p.root);
     Ok((0..outputs)
         .map(|k| {
             (0..dist.len())
-                .filter(|&i| dist[i].is_some_and(|d| d <= k + from))
+                .filter(|&i| {
+                    dist[i].is_some_and(|d| match sets {
+                        FrontierSets::Within => d <= k + from,
+                        FrontierSets::Layer => d == k + from,
+                    })
+                })
                 .collect()
         })
         .collect())
@@ -116,13 +126,14 @@ fn frontier_ids(
     p: &ProsQaProblem,
     outputs: usize,
     from: usize,
+    sets: FrontierSets,
 ) -> Result<Vec<Vec<u32>>> {
     let id = |i: usize| {
         let name = &p.idx_to_symbol[i];
         tok.token_id(name)
             .with_context(|| format!("the node \"{name}\" is not one token"))
     };
-    frontier_sets(p, outputs, from)?
+    frontier_sets(p, outputs, from, sets)?
         .into_iter()
         .map(|set| set.into_iter().map(id).collect())
         .collect()
@@ -353,7 +364,7 @@ mod tests {
     fn frontier_sets_grow_one_hop_per_output() {
         let p = hand_made();
         assert_eq!(
-            frontier_sets(&p, 5, 0).unwrap(),
+            frontier_sets(&p, 5, 0, FrontierSets::Within).unwrap(),
             [
                 vec![0],
                 vec![0, 1],
@@ -364,8 +375,13 @@ mod tests {
         );
         // Starting one hop further (the output at <|start-latent|> already one hop out).
         assert_eq!(
-            frontier_sets(&p, 2, 1).unwrap(),
+            frontier_sets(&p, 2, 1, FrontierSets::Within).unwrap(),
             [vec![0, 1], vec![0, 1, 2, 3]]
+        );
+        // Breadth-first layers: each node once, at its depth; nothing past the deepest.
+        assert_eq!(
+            frontier_sets(&p, 5, 0, FrontierSets::Layer).unwrap(),
+            [vec![0], vec![1], vec![2, 3], vec![4], vec![]]
         );
     }
 
@@ -382,7 +398,7 @@ mod tests {
                     .ends_with(&format!("Is {subject} a rompus or zumpus?"))
             );
             assert!(q.question.starts_with("Tom is a wumpus."));
-            let sets = frontier_sets(&q, 2, 0).unwrap();
+            let sets = frontier_sets(&q, 2, 0, FrontierSets::Within).unwrap();
             assert_eq!(sets[0], [q.root]);
             assert!(sets[1].len() >= 2);
         }

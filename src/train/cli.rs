@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::{EvalLog, Progress, Recipe, TrainConfig, TrainOptions, train};
+use super::{EvalLog, FrontierSets, Progress, Recipe, TrainConfig, TrainOptions, train};
 use crate::data::prosqa::{read_problems, validate};
 use crate::model::Arch;
 
@@ -53,6 +53,15 @@ pub struct TrainArgs {
     /// Weight of the frontier loss (0: plain Coconut, the language loss only).
     #[arg(long)]
     pub frontier: Option<f64>,
+    /// Frontier targets: within (every node within k hops) or layer (exactly k hops).
+    #[arg(long)]
+    pub frontier_sets: Option<String>,
+    /// Standard deviation of the token embedding at initialisation.
+    #[arg(long)]
+    pub embedding_std: Option<f64>,
+    /// The final norm's gain at initialisation.
+    #[arg(long)]
+    pub final_norm_gain: Option<f64>,
     /// Probability that a training row asks about one of its concepts (frontier loss only).
     #[arg(long)]
     pub reroot: Option<f64>,
@@ -112,6 +121,15 @@ impl TrainArgs {
         set(&mut c.max_stage, self.max_stage);
         set(&mut c.frontier, self.frontier);
         set(&mut c.reroot, self.reroot);
+        set(&mut c.init.embedding_std, self.embedding_std);
+        set(&mut c.init.final_norm_gain, self.final_norm_gain);
+        if let Some(f) = &self.frontier_sets {
+            c.frontier_sets = match f.as_str() {
+                "within" => FrontierSets::Within,
+                "layer" => FrontierSets::Layer,
+                _ => anyhow::bail!("unknown --frontier-sets \"{f}\" (expected within or layer)"),
+            };
+        }
         set(&mut c.facts_from, self.facts_from);
         set(&mut c.grow_steps, self.grow_steps);
         set(&mut c.val_size, self.val_size);

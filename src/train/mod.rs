@@ -99,6 +99,35 @@ impl DataShape {
     }
 }
 
+/// The node sets of the frontier loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FrontierSets {
+    /// Every node within k hops of the root (Coconut-BFS).
+    Within,
+    /// The nodes exactly k hops from the root (a breadth-first layer; empty past the deepest).
+    Layer,
+}
+
+/// How the weights start.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct InitScales {
+    /// Standard deviation of the (tied) token embedding.
+    pub embedding_std: f64,
+    /// The final norm's gain: a recycled thought enters at about √d times this, a token at
+    /// about √d times `embedding_std`.
+    pub final_norm_gain: f64,
+}
+
+impl Default for InitScales {
+    fn default() -> Self {
+        Self {
+            embedding_std: 0.02,
+            final_norm_gain: 1.0,
+        }
+    }
+}
+
 /// Everything that determines a training run. A checkpoint is only resumed with the same.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
@@ -108,6 +137,7 @@ pub struct TrainConfig {
     /// How facts are tokenized (the tokenizer shipped with the model).
     pub text: TextForm,
     pub arch: Arch,
+    pub init: InitScales,
     pub layers: usize,
     pub d_model: usize,
     pub heads: usize,
@@ -150,6 +180,9 @@ pub struct TrainConfig {
     /// `k + frontier_from` hops of the root.
     pub frontier: f64,
     pub frontier_from: usize,
+    /// Which nodes the frontier loss targets after thought k: all within k hops, or the
+    /// breadth-first layer exactly k hops out.
+    pub frontier_sets: FrontierSets,
     /// Probability that a training row asks about one of its concepts instead of its person
     /// (frontier loss only; see [`batch::reroot`]).
     pub reroot: f64,
@@ -167,6 +200,7 @@ impl TrainConfig {
             data: DataShape::Prosqa,
             text: TextForm::Compact,
             arch: Arch::Llama,
+            init: InitScales::default(),
             layers: 3,
             d_model: 256,
             heads: 4,
@@ -190,6 +224,7 @@ impl TrainConfig {
             depths: vec![(3, 1), (4, 1), (5, 1), (6, 1)],
             frontier: 1.0,
             frontier_from: 0,
+            frontier_sets: FrontierSets::Within,
             reroot: 0.0,
             val_size: 200,
             eval_every: 250,
@@ -594,7 +629,8 @@ fn varmap_layers(arch: &ArchConfig) -> usize {
 
 /// Share of problems whose output at `<|start-latent|>` and after each thought ranks its
 /// frontier target set exactly on top (its |set| most likely tokens are the set): the early
-/// check that the lookups are forming. Problems run one at a time (their prompts differ).
+/// check that the lookups are forming. An empty set (a breadth-first layer past the problem's
+/// depth) counts as matched. Problems run one at a time (their prompts differ).
 pub fn frontier_match(
     model: &Model,
     tok: &Tokenizer,

@@ -71,14 +71,23 @@ fn llama_parameters(cfg: &TrainConfig, vocab: usize) -> Vec<(String, Vec<usize>)
     p
 }
 
+fn is_final_norm(name: &str) -> bool {
+    name == "model.norm.weight" || name == "transformer.ln_f.weight"
+}
+
+fn is_embedding(name: &str) -> bool {
+    name == "model.embed_tokens.weight" || name == "transformer.wte.weight"
+}
+
 /// Whether a parameter is a norm gain (initialised to one, never decayed).
 pub fn is_norm(name: &str) -> bool {
     name.contains("ln_") || name.contains("norm")
 }
 
 /// GPT-2's initialisation, also used for Llama: N(0, 0.02) matrices, the projections back into
-/// the residual stream scaled by 1/√(2L), zero biases, unit norm gains. Drawn from the
-/// project's own generator, in name order.
+/// the residual stream scaled by 1/√(2L), zero biases, unit norm gains; the token embedding
+/// and the final norm's gain as `cfg.init` says. Drawn from the project's own generator, in
+/// name order.
 pub fn init(cfg: &TrainConfig, vocab: usize, dev: &Device) -> Result<VarMap> {
     let mut rng = Rng::with_label(cfg.seed, "init");
     let mut params = parameters(cfg, vocab);
@@ -90,8 +99,14 @@ pub fn init(cfg: &TrainConfig, vocab: usize, dev: &Device) -> Result<VarMap> {
             let n: usize = shape.iter().product();
             let values: Vec<f32> = if name.ends_with(".bias") {
                 vec![0.0; n]
+            } else if is_final_norm(&name) {
+                vec![cfg.init.final_norm_gain as f32; n]
             } else if is_norm(&name) {
                 vec![1.0; n]
+            } else if is_embedding(&name) {
+                (0..n)
+                    .map(|_| (normal(&mut rng) * cfg.init.embedding_std) as f32)
+                    .collect()
             } else {
                 let residual_out = ["c_proj.weight", "o_proj.weight", "down_proj.weight"]
                     .iter()
@@ -115,4 +130,54 @@ fn normal(rng: &mut Rng) -> f64 {
     let u1 = rng.next_f64().max(f64::MIN_POSITIVE);
     let u2 = rng.next_f64();
     (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::{InitScales, Recipe};
+
+    fn std_of(v: &[f32]) -> f64 {
+        let n = v.len() as f64;
+        let mean = v.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
+        (v.iter()
+            .map(|&x| (f64::from(x) - mean).powi(2))
+            .sum::<f64>()
+            / n)
+            .sqrt()
+    }
+
+    #[test]
+    fn the_embedding_and_the_final_norm_start_at_the_configured_scales() {
+        let cfg = TrainConfig {
+            layers: 1,
+            d_model: 64,
+            heads: 2,
+            init: InitScales {
+                embedding_std: 0.2,
+                final_norm_gain: 0.25,
+            },
+            ..TrainConfig::bundled(Recipe::Coconut)
+        };
+        let varmap = init(&cfg, 71, &Device::Cpu).unwrap();
+        let data = varmap.data().lock().unwrap();
+        let values = |name: &str| -> Vec<f32> {
+            data[name]
+                .as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap()
+        };
+        assert!(values("model.norm.weight").iter().all(|&g| g == 0.25));
+        assert!(
+            values("model.layers.0.input_layernorm.weight")
+                .iter()
+                .all(|&g| g == 1.0)
+        );
+        let e = std_of(&values("model.embed_tokens.weight"));
+        assert!((e - 0.2).abs() < 0.01, "embedding std {e}");
+        let q = std_of(&values("model.layers.0.self_attn.q_proj.weight"));
+        assert!((q - 0.02).abs() < 0.002, "q_proj std {q}");
+    }
 }
