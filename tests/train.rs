@@ -427,16 +427,21 @@ fn eval_rejects_bad_input_with_one_line() {
         ]),
         "cannot read",
     );
-    assert_one_line_error(
-        &bin(&[
-            "eval",
-            "--data",
-            &s(&good),
-            "--model",
-            &fixture("gpt2-tiny-base"),
-        ]),
-        "Coconut tokens",
-    );
+    // Both thought layouts need the Coconut tokens.
+    for mode in ["coconut", "pause"] {
+        assert_one_line_error(
+            &bin(&[
+                "eval",
+                "--data",
+                &s(&good),
+                "--model",
+                &fixture("gpt2-tiny-base"),
+                "--mode",
+                mode,
+            ]),
+            "Coconut tokens",
+        );
+    }
     assert_one_line_error(
         &bin(&[
             "eval",
@@ -481,18 +486,6 @@ fn eval_rejects_bad_input_with_one_line() {
             "{mode}"
         );
     }
-    assert_one_line_error(
-        &bin(&[
-            "eval",
-            "--data",
-            &s(&good),
-            "--model",
-            &fixture("gpt2-tiny-base"),
-            "--mode",
-            "pause",
-        ]),
-        "Coconut tokens",
-    );
 }
 
 #[test]
