@@ -733,11 +733,11 @@ pub fn train(cfg: &TrainConfig, out: &Path, opts: TrainOptions) -> Result<TrainS
     let step_before = st.step;
     let mut ran = 0u64;
     let mut last_ckpt = Instant::now();
-    let elapsed = |_: &TrainState| elapsed_before + started.elapsed().as_secs_f64();
+    let elapsed = || elapsed_before + started.elapsed().as_secs_f64();
 
     while st.step < total {
         if opts.max_steps.is_some_and(|m| ran >= m) {
-            st.elapsed_s = elapsed(&st);
+            st.elapsed_s = elapsed();
             let dir = state::save(out, &st, &varmap, &opt)?;
             (opts.progress)(&Progress::Checkpoint(dir));
             return Ok(st);
@@ -769,15 +769,15 @@ pub fn train(cfg: &TrainConfig, out: &Path, opts: TrainOptions) -> Result<TrainS
         let eval_due = st.step.is_multiple_of(cfg.eval_every.max(1)) || st.step == total;
         if eval_due {
             let model = model_of(&varmap)?;
-            let log = evaluate_run(cfg, &model, &tok, &val_set, opts.watch, &st, elapsed(&st))?;
+            let log = evaluate_run(cfg, &model, &tok, &val_set, opts.watch, &st, elapsed())?;
             (opts.progress)(&Progress::Eval(log.clone()));
             st.history.push(log);
             st.sums = LossSums::default();
-            st.elapsed_s = elapsed(&st);
+            st.elapsed_s = elapsed();
             export_model(out, cfg, &model, &tok, &varmap, &st)?;
         }
         if eval_due || last_ckpt.elapsed().as_secs_f64() >= opts.checkpoint_every_s {
-            st.elapsed_s = elapsed(&st);
+            st.elapsed_s = elapsed();
             let dir = state::save(out, &st, &varmap, &opt)?;
             (opts.progress)(&Progress::Checkpoint(dir));
             last_ckpt = Instant::now();
