@@ -40,6 +40,8 @@ ap.add_argument('--tag', default='run')
 ap.add_argument('--offset', type=int, default=1)
 ap.add_argument('--spread', type=int, default=0)
 ap.add_argument('--reroot', type=float, default=0.0)
+ap.add_argument('--cot_steps', type=int, default=0, help='stage 0 (language chain, no thoughts) for the first N steps')
+ap.add_argument('--earlier', type=float, default=0.0, help='after stage 0, a batch is a stage-0 batch with this probability')
 args = ap.parse_args()
 torch.set_num_threads(args.threads)
 torch.manual_seed(args.seed)
@@ -105,7 +107,16 @@ def encode(p, edges, r, reroot=0.0):
     ids += [ID['Is'], ID[root], ID['a'], ID[c[0]], ID['or'], ID[c[1]], ID['?'], ID['\n'], START]
     ans = [ID['###'], ID[root], ID['is'], ID['a'], ID[t], ID['.'], EOS]
     dist = bfs(len(sym), edges, root_i)
-    return ids, ans, dist, [ID[x] for x in sym], score
+    # the chain of stage 0 in compact form (`s t .` then a newline per step) and, per step,
+    # (position of s in the chain, children of s told in this context, gold t)
+    ch = collections.defaultdict(set)
+    for a, b in edges:
+        ch[a].add(ID[sym[b]])
+    cot, look = [], []
+    for a, b in path_edges(p):
+        look.append((len(cot), ch[a], ID[sym[b]]))
+        cot += [ID[sym[a]], ID[sym[b]], ID['.'], ID['\n']]
+    return ids, ans, dist, [ID[x] for x in sym], score, cot, look
 
 def real_sample(p, r):
     # edges in question order
@@ -227,8 +238,9 @@ decay = [p for n, p in net.named_parameters() if p.dim() == 2]
 nodecay = [p for n, p in net.named_parameters() if p.dim() < 2]
 opt = torch.optim.AdamW([{'params': decay, 'weight_decay': 0.01}, {'params': nodecay, 'weight_decay': 0.0}], lr=args.lr, betas=(0.9, 0.95))
 
-def run(rows, N, train=True):
-    """rows: list of (ids, ans, dist) with equal len(ids). Returns loss and per-thought logits."""
+def run(rows, N, train=True, cot=False):
+    """rows: list of (ids, ans, dist) with equal len(ids). Returns loss and per-thought logits;
+    with cot the suffix is the chain then the answer (right-padded, padding out of the loss)."""
     B = len(rows)
     P = len(rows[0][0])
     ids = torch.tensor([r[0] for r in rows])
@@ -239,11 +251,13 @@ def run(rows, N, train=True):
     for j in range(N):
         last = net.step(last, P + j, caches)
         outs.append(last)
-    suf = torch.tensor([[END] + r[1] for r in rows])
+    seqs = [(r[5] if cot else []) + r[1] for r in rows]
+    S = max(len(x) for x in seqs)
+    suf = torch.tensor([[END] + x + [EOS] * (S - len(x)) for x in seqs])
     hs = net.step(net.emb(suf), P + N, caches)
-    ans_logits = net.logits(hs[:, :-1])  # predict ans tokens
-    tgt = torch.tensor([r[1] for r in rows])
-    w = torch.tensor([r[4] for r in rows]).unsqueeze(1).expand(-1, tgt.shape[1])
+    ans_logits = net.logits(hs[:, :-1])  # predict the chain and answer tokens
+    tgt = torch.tensor([x + [EOS] * (S - len(x)) for x in seqs])
+    w = torch.tensor([[r[4] * (i < len(x)) for i in range(S)] for r, x in zip(rows, seqs)], dtype=torch.float)
     ans_loss = (F.cross_entropy(ans_logits.reshape(-1, V), tgt.reshape(-1), reduction='none') * w.reshape(-1)).sum() / B
     th = net.logits(torch.cat(outs, 1))  # [B, N+1, V]
     return ans_loss, th, ans_logits
@@ -252,7 +266,8 @@ def frontier_targets(rows, N):
     # target[b, j, v]: uniform over nodes with dist <= j+1
     B = len(rows)
     T = torch.zeros(B, N + 1, V)
-    for b, (ids, ans, dist, sy, _) in enumerate(rows):
+    for b, r in enumerate(rows):
+        dist, sy = r[2], r[3]
         for j in range(N + 1):
             nodes = [sy[i] for i, d in enumerate(dist) if d is not None and d <= j + args.offset]
             T[b, j, nodes] = 1.0 / len(nodes)
@@ -285,6 +300,27 @@ def evaluate(samples, symids, N):
     n = len(samples)
     return correct / n, [m / n for m in match], [k / n for k in kl]
 
+def evaluate_cot(samples):
+    """Stage 0 on held problems: the share of chain steps whose top token at s is a child of s
+    (the lookup), is the gold t, and the answer accuracy after the model's own chain is not
+    measured here (teacher-forced chain)."""
+    net.eval()
+    with torch.no_grad():
+        groups = collections.defaultdict(list)
+        for i, s in enumerate(samples):
+            groups[len(s[0])].append(i)
+        child = gold = steps = 0; correct = 0
+        for L, idxs in groups.items():
+            rows = [samples[i] for i in idxs]
+            _, _, al = run(rows, 0, False, cot=True)
+            for b, r in enumerate(rows):
+                for pos, kids, t in r[6]:
+                    top = al[b, pos + 1].argmax().item()  # the output at s predicts t
+                    child += top in kids; gold += top == t; steps += 1
+                correct += int(al[b, len(r[5]) + 4].argmax().item() == r[1][4])
+    net.train()
+    return child / steps, gold / steps, correct / len(samples)
+
 er = random.Random(123)
 held_s = [thinned(p, len(p['edges']), er, False) for p in held]
 held_sym = syms(held)
@@ -300,13 +336,18 @@ for step in range(args.steps + 1):
         if real and step % (args.eval_every * 5) == 0:
             racc, rmatch, _ = evaluate(real_s, None, N)
             msg += f' | real acc {racc:.3f} match ' + ' '.join(f'{m:.2f}' for m in rmatch)
+        if args.cot_steps or args.earlier:
+            c, g, a0 = evaluate_cot(held_s)
+            msg += f' | cot child {c:.2f} gold {g:.2f} acc {a0:.2f}'
         print(msg + f' {time.time()-t0:.0f}s', flush=True)
     if step == args.steps: break
     lr = args.lr * min(1.0, (step + 1) / args.warmup)
     for g in opt.param_groups: g['lr'] = lr
     rows, K = make_batch(step, rng)
-    ans_loss, th, _ = run(rows, N)
-    T = frontier_targets(rows, N)
+    stage0 = step < args.cot_steps or (args.earlier > 0 and rng.random() < args.earlier)
+    n = 0 if stage0 else N
+    ans_loss, th, _ = run(rows, n, cot=stage0)
+    T = frontier_targets(rows, n)
     fl = -(T * F.log_softmax(th, -1)).sum(-1).sum(-1).mean()
     floor = -(T * T.clamp_min(1e-30).log()).sum(-1).sum(-1).mean()
     loss = ans_loss + args.frontier * fl
@@ -314,4 +355,4 @@ for step in range(args.steps + 1):
     torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
     opt.step(); opt.zero_grad()
     if step % 20 == 0:
-        print(f'step {step} K {K} ans {ans_loss.item():.3f} front {fl.item():.3f} floor {floor.item():.3f} {time.time()-t0:.0f}s', flush=True)
+        print(f'step {step} K {K} s0 {int(stage0)} ans {ans_loss.item():.3f} front {fl.item():.3f} floor {floor.item():.3f} {time.time()-t0:.0f}s', flush=True)

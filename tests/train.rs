@@ -17,8 +17,8 @@ use coconut_lens::model::config::ArchConfig;
 use coconut_lens::model::{Arch, Hooks, Model, Tokenizer};
 use coconut_lens::model::{ModelSource, load_model};
 use coconut_lens::train::{
-    Batch, DEMO_CANDIDATES, DataShape, Progress, Recipe, TrainConfig, TrainOptions, TrainState,
-    batch, batch_gradients, batch_loss, encode_sample, params, train,
+    Batch, ChainStep, DEMO_CANDIDATES, DataShape, Progress, Recipe, TrainConfig, TrainOptions,
+    TrainState, batch, batch_gradients, batch_loss, chain_steps, encode_sample, params, train,
 };
 
 /// Two layers, d = 32, tiny problems, coconut stage 0 for 10 steps, then stage 1 for 4:
@@ -144,6 +144,69 @@ fn a_batch_loss_is_the_sum_of_its_sequences_losses() {
             None => assert_eq!(stage, 0, "stage 0 has no thoughts to score"),
         }
         assert!(total > language || frontier == 0.0 || stage == 0);
+    }
+}
+
+/// Tom -> wumpus -> {yumpus, zumpus}; yumpus -> gorpus. Chain: Tom, wumpus, yumpus, gorpus.
+fn hand_made_problem() -> prosqa::ProsQaProblem {
+    let sym = ["Tom", "wumpus", "yumpus", "zumpus", "gorpus", "bompus"];
+    let edges = vec![[0, 1], [1, 2], [1, 3], [2, 4], [3, 5]];
+    let fact = |[a, b]: [usize; 2]| {
+        if a == 0 {
+            format!("{} is a {}.", sym[a], sym[b])
+        } else {
+            format!("Every {} is a {}.", sym[a], sym[b])
+        }
+    };
+    let facts: Vec<String> = edges.iter().map(|&e| fact(e)).collect();
+    prosqa::ProsQaProblem {
+        question: format!("{} Is Tom a gorpus or bompus?", facts.join(" ")),
+        answer: "Tom is a gorpus.".into(),
+        steps: [[0, 1], [1, 2], [2, 4]].into_iter().map(fact).collect(),
+        idx_to_symbol: sym.iter().map(|s| s.to_string()).collect(),
+        edges,
+        root: 0,
+        target: 4,
+        neg_target: 5,
+    }
+}
+
+#[test]
+fn chain_steps_point_at_each_steps_node_in_the_stage_0_suffix() {
+    let dir = scratch("train-chain-steps");
+    let p = hand_made_problem();
+    for form in [TextForm::Compact, TextForm::Words] {
+        let path = dir.join(format!("{form:?}.json"));
+        tokenizer::write(&path, form).unwrap();
+        let tok = Tokenizer::from_file(&path).unwrap();
+        let id = |s: &str| tok.token_id(s).unwrap();
+        for recipe in [Recipe::Coconut, Recipe::Cot] {
+            let cfg = TrainConfig {
+                text: form,
+                ..TrainConfig::bundled(recipe)
+            };
+            let sample = encode_sample(&tok, &p, &cfg, 0).unwrap();
+            let steps = chain_steps(&tok, &cfg, &p).unwrap();
+            let named: Vec<u32> = steps.iter().map(|s| sample.suffix[s.at]).collect();
+            assert_eq!(
+                named,
+                vec![id("wumpus"), id("yumpus"), id("gorpus")],
+                "{form:?} {recipe:?}"
+            );
+            assert_eq!(
+                steps[1],
+                ChainStep {
+                    at: steps[1].at,
+                    children: vec![id("yumpus"), id("zumpus")],
+                },
+                "{form:?} {recipe:?}"
+            );
+            assert_eq!(steps[0].children, vec![id("wumpus")]);
+            // The source comes just before its node in the compact form.
+            if form == TextForm::Compact {
+                assert_eq!(sample.suffix[steps[2].at - 1], id("yumpus"));
+            }
+        }
     }
 }
 

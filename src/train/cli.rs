@@ -249,6 +249,9 @@ fn describe(log: &EvalLog) -> String {
             .collect();
         line += &format!(", frontier match {}", m.join(" "));
     }
+    if let Some(c) = log.chain_lookup {
+        line += &format!(", chain lookup {c:.2}");
+    }
     if let Some(w) = log.watch_accuracy {
         line += &format!(", watched accuracy {w:.3}");
     }

@@ -1,4 +1,4 @@
-//! Training a GPT-2 from scratch on ProsQA with the Coconut curriculum (Hao et al. 2024, §3),
+//! Training a Llama or GPT-2 from scratch on ProsQA with the Coconut curriculum (Hao et al. 2024, §3),
 //! and the two baselines of the paper trained with the same budget.
 //!
 //! - `coconut`: stage 0 trains on the full chain of thought; stage k replaces the first k
@@ -213,10 +213,10 @@ impl TrainConfig {
             optim: AdamWParams::default(),
             thoughts_per_step: 1,
             max_stage: 6,
-            steps_first: 0,
+            steps_first: 3000,
             steps_per_stage: 0,
-            steps_last: 8000,
-            earlier_stage: 0.0,
+            steps_last: 9000,
+            earlier_stage: 0.25,
             reset_optimizer: false,
             facts_from: 0.1,
             grow_steps: 3000,
@@ -672,6 +672,80 @@ pub fn frontier_match(
     Ok(hits.into_iter().map(|h| h as f64 / n).collect())
 }
 
+/// The stage-0 early check: on validation problems told their whole chain of thought
+/// (teacher-forced), the share of chain steps whose most likely next node is a child of the
+/// step's source. A lookup in the context; the first step's source is the person, every later
+/// one a concept, so a share well above the first steps' (about 1/depth) says the content
+/// lookups that later thoughts need are forming. Problems run one at a time.
+pub fn chain_lookup(
+    model: &Model,
+    tok: &Tokenizer,
+    cfg: &TrainConfig,
+    problems: &[ProsQaProblem],
+) -> Result<f64> {
+    let hooks = Hooks::none(model.info.layers);
+    let pad = tok.token_id(crate::data::tokenizer::EOS).unwrap_or(0);
+    let mut cfg = cfg.clone();
+    cfg.frontier = 0.0;
+    let (mut hits, mut steps) = (0usize, 0usize);
+    for p in problems {
+        let s = encode_sample(tok, p, &cfg, 0)?;
+        let b = Batch::stack(std::slice::from_ref(&s), pad)?;
+        let before = run_batch(model, &hooks, &b)?.before_suffix;
+        let logits = model.unembed(&before.squeeze(0)?)?;
+        let top: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
+        for step in chain_steps(tok, &cfg, p)? {
+            hits += usize::from(step.children.contains(&top[step.at]));
+            steps += 1;
+        }
+    }
+    Ok(hits as f64 / steps.max(1) as f64)
+}
+
+/// A step of a problem's chain of thought in its stage-0 layout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChainStep {
+    /// Index in the sample's suffix of the step's node (the lookup's answer).
+    pub at: usize,
+    /// Token ids of the source's children in the problem's graph.
+    pub children: Vec<u32>,
+}
+
+/// Where each chain step names its node in [`encode_sample`]'s stage-0 suffix, and the
+/// children of its source.
+pub fn chain_steps(
+    tok: &Tokenizer,
+    cfg: &TrainConfig,
+    p: &ProsQaProblem,
+) -> Result<Vec<ChainStep>> {
+    let graph = prosqa::Graph::of(p)?;
+    let id = |node: usize| {
+        tok.token_id(&p.idx_to_symbol[node])
+            .with_context(|| format!("\"{}\" is not one token", p.idx_to_symbol[node]))
+    };
+    // The chain starts after `<|end-latent|>` in the Coconut layout.
+    let mut at = usize::from(cfg.recipe == Recipe::Coconut);
+    let mut out = Vec::new();
+    for (step, [source, target]) in p.steps.iter().zip(prosqa::gold_path(p)?) {
+        let ids = tok.encode_plain(&format!("{step}\n"))?;
+        let target_id = id(target)?;
+        let pos = ids
+            .iter()
+            .rposition(|&t| t == target_id)
+            .context("a chain step does not name its node")?;
+        let children = graph.children[source]
+            .iter()
+            .map(|&c| id(c))
+            .collect::<Result<_>>()?;
+        out.push(ChainStep {
+            at: at + pos,
+            children,
+        });
+        at += ids.len();
+    }
+    Ok(out)
+}
+
 /// What a training loop reports.
 #[derive(Debug, Clone)]
 pub enum Progress {
@@ -823,6 +897,12 @@ fn evaluate_run(
     } else {
         Vec::new()
     };
+    let chain_lookup = if stage == 0 && cfg.recipe != Recipe::NoCot {
+        let n = val_set.len().min(FRONTIER_CHECK_PROBLEMS);
+        Some(chain_lookup(model, tok, cfg, &val_set[..n])?)
+    } else {
+        None
+    };
     let watch_accuracy = match watch {
         Some(w) => Some(eval::evaluate(model, tok, w, mode, thoughts, &mut |_, _| {})?.accuracy),
         None => None,
@@ -836,6 +916,7 @@ fn evaluate_run(
         frontier_loss: st.sums.mean_frontier(),
         val_accuracy: report.accuracy,
         frontier_match,
+        chain_lookup,
         watch_accuracy,
         seconds,
     })

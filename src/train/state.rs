@@ -33,6 +33,10 @@ pub struct EvalLog {
     /// Per output (`<|start-latent|>`, then each thought): share of validation problems whose
     /// frontier set is exactly the top-ranked tokens.
     pub frontier_match: Vec<f64>,
+    /// At stage 0: share of chain steps whose predicted node is a child of the step's source
+    /// (see [`super::chain_lookup`]).
+    #[serde(default)]
+    pub chain_lookup: Option<f64>,
     /// Accuracy on the watched problems (`--watch`), when given.
     pub watch_accuracy: Option<f64>,
     /// Training time so far, seconds.
