@@ -2,6 +2,7 @@
 //! ([`stats`]), the word-level tokenizer ([`tokenizer`]) and the `data` command ([`cli`]).
 
 pub mod cli;
+pub mod facts;
 pub mod prosqa;
 pub mod rng;
 pub mod stats;

@@ -890,23 +890,38 @@ fn evaluate_run(
     let stage = cfg.stage_at(st.step.saturating_sub(1));
     let thoughts = cfg.thoughts_at(stage);
     let mode = cfg.recipe.eval_mode();
-    let report = eval::evaluate(model, tok, val_set, mode, thoughts, &mut |_, _| {})?;
-    let frontier_match = if cfg.recipe == Recipe::Coconut {
-        let n = val_set.len().min(FRONTIER_CHECK_PROBLEMS);
-        frontier_match(model, tok, cfg, &val_set[..n], thoughts)?
-    } else {
-        Vec::new()
+    let accuracy = |problems: &[ProsQaProblem]| -> Result<f64> {
+        Ok(eval::evaluate(model, tok, problems, mode, thoughts, &mut |_, _| {})?.accuracy)
     };
-    let chain_lookup = if stage == 0 && cfg.recipe != Recipe::NoCot {
-        let n = val_set.len().min(FRONTIER_CHECK_PROBLEMS);
-        Some(chain_lookup(model, tok, cfg, &val_set[..n])?)
-    } else {
-        None
-    };
-    let watch_accuracy = match watch {
-        Some(w) => Some(eval::evaluate(model, tok, w, mode, thoughts, &mut |_, _| {})?.accuracy),
-        None => None,
-    };
+    let n = val_set.len().min(FRONTIER_CHECK_PROBLEMS);
+    // The generated checks on one thread, the watched set on the other (ops are
+    // single-threaded in training); each problem is independent.
+    let (generated, watch_accuracy) = std::thread::scope(|scope| {
+        let watched = watch.map(|w| scope.spawn(move || accuracy(w)));
+        let generated = (|| -> Result<_> {
+            let val_accuracy = accuracy(val_set)?;
+            let frontier_match = if cfg.recipe == Recipe::Coconut {
+                frontier_match(model, tok, cfg, &val_set[..n], thoughts)?
+            } else {
+                Vec::new()
+            };
+            let chain_lookup = if stage == 0 && cfg.recipe != Recipe::NoCot {
+                Some(chain_lookup(model, tok, cfg, &val_set[..n])?)
+            } else {
+                None
+            };
+            Ok((val_accuracy, frontier_match, chain_lookup))
+        })();
+        let watched = watched
+            .map(|h| {
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("the evaluation thread panicked"))?
+            })
+            .transpose();
+        (generated, watched)
+    });
+    let (val_accuracy, frontier_match, chain_lookup) = generated?;
+    let watch_accuracy = watch_accuracy?;
     Ok(EvalLog {
         step: st.step,
         stage,
@@ -914,7 +929,7 @@ fn evaluate_run(
         loss: st.sums.mean_total(),
         language_loss: st.sums.mean_language(),
         frontier_loss: st.sums.mean_frontier(),
-        val_accuracy: report.accuracy,
+        val_accuracy,
         frontier_match,
         chain_lookup,
         watch_accuracy,
@@ -975,7 +990,13 @@ fn export_model(
     varmap.save(&tmp)?;
     std::fs::rename(&tmp, out.join("model.safetensors"))?;
     let thoughts = cfg.thoughts_at(cfg.stage_at(st.step.saturating_sub(1)));
-    let demo = pick_demo(cfg, model, tok, thoughts)?;
+    // Choosing a demo the model answers runs up to DEMO_CANDIDATES problems: only for the
+    // finished model (a folder written mid-run shows the first candidate).
+    let demo = if st.done() {
+        pick_demo(cfg, model, tok, thoughts)?
+    } else {
+        prosqa::generate(&cfg.data.gen_config(), 1, cfg.seed, "demo")?.remove(0)
+    };
     let meta = serde_json::json!({
         "thoughts": thoughts,
         "demo_prompt": demo.question,
