@@ -242,11 +242,10 @@ pub fn write_random_model(dir: &Path, shape: &Shape, seed: u64) -> Result<()> {
             Ok((name.clone(), view))
         })
         .collect::<Result<Vec<_>>>()?;
-    let tmp = dir.join("model.safetensors.tmp");
-    safetensors::serialize_to_file(views, None, &tmp)
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e:?}", tmp.display()))?;
-    std::fs::rename(&tmp, dir.join("model.safetensors"))?;
-    Ok(())
+    crate::files::replace_with(&dir.join("model.safetensors"), true, |tmp| {
+        safetensors::serialize_to_file(views, None, tmp)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e:?}", tmp.display()))
+    })
 }
 
 /// A fixed synthetic prompt of `n` ids below `vocab` (the benchmarks' input).

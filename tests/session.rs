@@ -8,9 +8,10 @@ use std::process::Command;
 
 use coconut_lens::analysis::document::analyze_prompt;
 use coconut_lens::data::rng::Rng;
+use coconut_lens::files::write_atomic_with;
 use coconut_lens::model::Interventions;
 use coconut_lens::plot::{Format, PlotKind, export, plot_size};
-use coconut_lens::session::{Session, SessionInputs, ViewState, write_atomic};
+use coconut_lens::session::{Session, SessionInputs, ViewState};
 use coconut_lens::thought::{RunSpec, ThoughtCount, ThoughtMode};
 use common::*;
 
@@ -123,7 +124,7 @@ fn a_write_that_fails_midway_leaves_the_old_file_intact() {
         f.write_all(&b[..b.len() / 2])?;
         Err(std::io::Error::other("no space left on device"))
     };
-    let err = write_atomic(&path, &bytes, true, &mut failing).unwrap_err();
+    let err = write_atomic_with(&path, &bytes, true, &mut failing).unwrap_err();
     assert!(format!("{err:#}").contains("no space left"), "{err:#}");
     assert_eq!(std::fs::read(&path).unwrap(), before, "old file changed");
     assert_eq!(

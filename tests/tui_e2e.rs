@@ -8,8 +8,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use coconut_lens::model::{ModelSource, load_model};
-use coconut_lens::tui::app::{Action, App, ImportanceState, Tab};
+use coconut_lens::tui::app::{Action, App, ImportanceState};
 use coconut_lens::tui::data::{Job, RunParams, WorkerMsg};
+use coconut_lens::tui::tab::Tab;
 use coconut_lens::tui::update::update;
 use coconut_lens::tui::worker::Worker;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};

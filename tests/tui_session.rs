@@ -9,9 +9,10 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use coconut_lens::session::Session;
-use coconut_lens::tui::app::{Action, App, Tab};
+use coconut_lens::tui::app::{Action, App};
 use coconut_lens::tui::data::{RunParams, WorkerMsg};
 use coconut_lens::tui::saved::{params_of, reopen, session_of};
+use coconut_lens::tui::tab::Tab;
 use coconut_lens::tui::update::update;
 use coconut_lens::tui::worker::Worker;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};

@@ -12,6 +12,7 @@ use candle_core::{D, DType, IndexOp, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Capture, Hooks, Interventions, KvCache, Model, OpMode, Tokenizer};
+use crate::numeric::{kl, kl_rows, log_probs};
 use crate::thought::{Run, RunSpec, StepRecord, continue_batch, prefix_ids, run};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,45 +144,6 @@ pub fn scored_spec_of_answer(
         ..spec.clone()
     };
     Ok((scored, target))
-}
-
-/// Log-probabilities `[B, V]` (f32, on the logits' device).
-fn log_probs(logits: &Tensor) -> Result<Tensor> {
-    Ok(candle_nn::ops::log_softmax(
-        &logits.to_dtype(DType::F32)?,
-        D::Minus1,
-    )?)
-}
-
-/// KL(p ‖ q) in nats from log-probabilities.
-pub fn kl(log_p: &[f32], log_q: &[f32]) -> f32 {
-    log_p
-        .iter()
-        .zip(log_q)
-        .map(|(&lp, &lq)| {
-            let p = (lp as f64).exp();
-            if p == 0.0 {
-                0.0
-            } else {
-                p * (lp as f64 - lq as f64)
-            }
-        })
-        .sum::<f64>()
-        .max(0.0) as f32
-}
-
-/// [`kl`] of `log_p` (`[1, V]`) against each row of `log_q` (`[B, V]`), in f64 on their
-/// device: only the `B` divergences reach the host.
-pub fn kl_rows(log_p: &Tensor, log_q: &Tensor) -> Result<Vec<f32>> {
-    let lp = log_p.to_dtype(DType::F64)?;
-    let lq = log_q.to_dtype(DType::F64)?;
-    let p = lp.exp()?;
-    let terms = p.broadcast_mul(&lp.broadcast_sub(&lq)?)?;
-    // p = 0 contributes nothing (and would give 0 · ∞ = NaN where log p = -inf).
-    let nonzero = p.gt(0.0)?.broadcast_as(terms.shape())?;
-    let terms = nonzero.where_cond(&terms, &terms.zeros_like()?)?;
-    let kl: Vec<f64> = terms.sum(D::Minus1)?.to_vec1()?;
-    Ok(kl.into_iter().map(|k| k.max(0.0) as f32).collect())
 }
 
 /// `[B, layers, heads]` gates: the base gates with one extra head zeroed per variant.
@@ -369,37 +331,4 @@ pub fn gradient_importance(
         .get(gates.as_tensor())
         .ok_or_else(|| anyhow::anyhow!("no gradient reached the head gates"))?;
     Ok(g.abs()?.to_dtype(DType::F32)?.to_vec2()?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn device_kl_equals_host_kl() {
-        let dev = candle_core::Device::Cpu;
-        let logits = Tensor::new(
-            &[
-                [1.0f32, 2.0, -1.0, 0.5],
-                [1.1, 1.9, -1.2, 0.4],
-                [-3.0, 4.0, 0.0, 0.0],
-            ],
-            &dev,
-        )
-        .unwrap();
-        let lp = log_probs(&logits).unwrap();
-        let rows: Vec<Vec<f32>> = lp.to_vec2().unwrap();
-        let got = kl_rows(&lp.narrow(0, 0, 1).unwrap(), &lp).unwrap();
-        for (row, g) in rows.iter().zip(&got) {
-            let want = kl(&rows[0], row);
-            assert!((g - want).abs() <= 1e-7 * want.max(1.0), "{g} vs {want}");
-        }
-        assert_eq!(got[0], 0.0);
-        // p = 0 terms contribute nothing, even against log q = -inf.
-        let p = Tensor::new(&[[0.0f32, f32::NEG_INFINITY]], &dev).unwrap();
-        let q = Tensor::new(&[[0.0f32, -1.0], [f32::NEG_INFINITY, 0.0]], &dev).unwrap();
-        let got = kl_rows(&p, &q).unwrap();
-        assert_eq!(got[0], 0.0);
-        assert!(got[1].is_infinite());
-    }
 }

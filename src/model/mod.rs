@@ -12,6 +12,7 @@ pub mod config;
 pub mod gpt2;
 pub mod llama;
 pub mod load;
+pub mod meta;
 pub mod source;
 pub mod tokenizer;
 pub mod weights;

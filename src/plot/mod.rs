@@ -125,29 +125,17 @@ pub fn export(session: &Session, dir: &Path, formats: &[Format]) -> Result<Vec<P
 pub fn render(session: &Session, kind: PlotKind, format: Format, path: &Path) -> Result<()> {
     register_fonts();
     let size = plot_size(session, kind);
-    // The image encoder picks the format from the extension: keep it last.
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".tmp-{name}"));
-    let result = match format {
+    // The image encoder picks the format from the extension, which the temporary file keeps.
+    crate::files::replace_with(path, true, |tmp| match format {
         Format::Png => {
-            let root = BitMapBackend::new(&tmp, size).into_drawing_area();
+            let root = BitMapBackend::new(tmp, size).into_drawing_area();
             draw(session, kind, &root).and_then(|_| root.present().map_err(plot_err))
         }
         Format::Svg => {
-            let root = SVGBackend::new(&tmp, size).into_drawing_area();
+            let root = SVGBackend::new(tmp, size).into_drawing_area();
             draw(session, kind, &root).and_then(|_| root.present().map_err(plot_err))
         }
-    };
-    match result {
-        Ok(()) => std::fs::rename(&tmp, path).map_err(Into::into),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
-        }
-    }
+    })
 }
 
 fn plot_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {

@@ -8,8 +8,7 @@
 
 pub mod cli;
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -153,12 +152,7 @@ impl Session {
     /// Writes the session to `path` atomically. An existing file is replaced only with
     /// `overwrite`.
     pub fn save(&self, path: &Path, overwrite: bool) -> Result<()> {
-        write_atomic(
-            path,
-            &self.to_json()?,
-            overwrite,
-            &mut std::fs::File::write_all,
-        )
+        crate::files::write_atomic(path, &self.to_json()?, overwrite)
     }
 }
 
@@ -197,49 +191,6 @@ pub fn slug(text: &str) -> String {
     } else {
         words.join("-")
     }
-}
-
-/// The file writer of [`write_atomic`]; tests inject one that fails part-way.
-pub type WriteFn<'a> = dyn FnMut(&mut std::fs::File, &[u8]) -> std::io::Result<()> + 'a;
-
-/// Writes `bytes` to `path` through a temporary file in the same folder, then renames it into
-/// place: readers see the old file or the new one, never a part. On any failure the
-/// temporary file is removed and an existing `path` is untouched.
-pub fn write_atomic(path: &Path, bytes: &[u8], overwrite: bool, write: &mut WriteFn) -> Result<()> {
-    if !overwrite && path.exists() {
-        bail!("{} already exists (not overwritten)", path.display());
-    }
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} is not a file path", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| -> Result<()> {
-        let mut f = std::fs::File::create(&tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
-        write(&mut f, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.sync_all()
-            .with_context(|| format!("cannot sync {}", tmp.display()))?;
-        drop(f);
-        if !overwrite && path.exists() {
-            bail!("{} already exists (not overwritten)", path.display());
-        }
-        std::fs::rename(&tmp, path)
-            .with_context(|| format!("cannot move {} into place", tmp.display()))?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 #[cfg(test)]

@@ -7,41 +7,9 @@ use tui_input::Input;
 
 use super::data::{Importance, ModelSummary, RunParams, RunView, StepKind, WorkerMsg};
 use super::keymap::{Command, Context};
+use super::tab::Tab;
 use crate::analysis::importance::ImportanceMethod;
 use crate::session::{Session, ViewState};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Tab {
-    Lens,
-    Layers,
-    Heads,
-    Attention,
-    Compare,
-}
-
-impl Tab {
-    pub const ALL: [Tab; 5] = [
-        Tab::Lens,
-        Tab::Layers,
-        Tab::Heads,
-        Tab::Attention,
-        Tab::Compare,
-    ];
-
-    pub fn title(self) -> &'static str {
-        match self {
-            Tab::Lens => "Lens",
-            Tab::Layers => "Layers",
-            Tab::Heads => "Heads",
-            Tab::Attention => "Attention",
-            Tab::Compare => "Compare",
-        }
-    }
-
-    pub fn index(self) -> usize {
-        Tab::ALL.iter().position(|&t| t == self).expect("listed")
-    }
-}
 
 /// Everything the user or the machinery can do to the state.
 #[derive(Debug, Clone, PartialEq)]

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Result, bail};
-use candle_core::{D, DType, IndexOp, Tensor};
+use candle_core::{DType, IndexOp};
 
 use super::data::{
     Comparison, Documents, Importance, LensCell, ModelSummary, RunParams, RunSummary, RunView,
@@ -13,12 +13,12 @@ use super::data::{
 };
 use crate::analysis::document::{AnalysisDocument, document_from_analyses};
 use crate::analysis::importance::{
-    ImportanceMethod, SweepControl, ablation_importance, gradient_importance, kl,
-    scored_spec_of_answer,
+    ImportanceMethod, SweepControl, ablation_importance, gradient_importance, scored_spec_of_answer,
 };
 use crate::analysis::{angular_profile, lens_summaries, prune_blocks, resid_host, step_analysis};
 use crate::model::load::{device_label, dtype_label};
 use crate::model::{LoadedModel, ModelSource, Tokenizer};
+use crate::numeric::{kl, log_softmax_host};
 use crate::thought::{self, RunSpec, StepRecord};
 
 pub fn model_summary(lm: &LoadedModel) -> ModelSummary {
@@ -113,11 +113,6 @@ fn tracked_step(tok: &Tokenizer, ids: &[u32], eos: &[u32]) -> Option<usize> {
             !eos.contains(&id) && display_token(tok, id).chars().any(char::is_alphanumeric)
         })
         .or((!ids.is_empty()).then_some(0))
-}
-
-fn log_softmax_host(logits: &Tensor) -> Result<Vec<f32>> {
-    let lp = candle_nn::ops::log_softmax(&logits.to_dtype(DType::F32)?, D::Minus1)?;
-    Ok(lp.to_vec1()?)
 }
 
 /// Runs and analyses `params`; the lens tracks `target` (else this run's own answer token).

@@ -12,6 +12,7 @@ pub mod data;
 pub mod keymap;
 pub mod sample;
 pub mod saved;
+pub mod tab;
 pub mod terminal;
 pub mod update;
 pub mod view;
@@ -28,7 +29,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, anyhow, bail};
 use ratatui::crossterm::event::{self, Event, KeyEventKind};
 
-use crate::cli::{TuiArgs, default_thoughts};
+use crate::cli::TuiArgs;
+use crate::cli::args::default_thoughts;
 use crate::model::{DeviceSpec, ModelSource, load_model, parse_dtype};
 use crate::thought::ThoughtMode;
 use app::{Action, App};
@@ -76,7 +78,7 @@ pub fn main(args: &TuiArgs) -> Result<()> {
         .model
         .model
         .clone()
-        .unwrap_or_else(|| crate::cli::BUNDLED_MODEL.to_string());
+        .unwrap_or_else(|| crate::cli::args::BUNDLED_MODEL.to_string());
     let setup = Setup {
         model_arg,
         base_arg: args.model.base.clone(),
@@ -138,8 +140,8 @@ fn main_session(args: &TuiArgs, path: &std::path::Path) -> Result<()> {
             "the interactive explorer needs a terminal; for JSON output use `coconut-lens analyze`"
         );
     }
-    let source = if inputs.model == crate::cli::BUNDLED_MODEL {
-        Ok(ModelSource::Local(crate::cli::bundled_model_path()))
+    let source = if inputs.model == crate::cli::args::BUNDLED_MODEL {
+        Ok(ModelSource::Local(crate::cli::args::bundled_model_path()))
     } else {
         ModelSource::parse(&inputs.model, inputs.base.as_deref())
     };

@@ -7,11 +7,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::app::{App, ImportanceState, Tab};
+use super::app::{App, ImportanceState};
 use super::data::{
     Comparison, Documents, ExportReport, Importance, Job, LensCell, ModelSummary, RunParams,
     RunSummary, RunView, SaveOutcome, Step, StepKind, TokProb, WorkerMsg,
 };
+use super::tab::Tab;
 use crate::analysis::StepAnalysis;
 use crate::analysis::document::{AnalysisDocument, HeadImportance};
 use crate::analysis::importance::ImportanceMethod;
@@ -21,23 +22,6 @@ use crate::thought::{ThoughtCount, ThoughtMode};
 
 /// Where sessions go by default.
 pub const SESSIONS_DIR: &str = "sessions";
-
-pub fn tab_name(tab: Tab) -> &'static str {
-    match tab {
-        Tab::Lens => "lens",
-        Tab::Layers => "layers",
-        Tab::Heads => "heads",
-        Tab::Attention => "attention",
-        Tab::Compare => "compare",
-    }
-}
-
-pub fn tab_of(name: &str) -> Tab {
-    Tab::ALL
-        .into_iter()
-        .find(|&t| tab_name(t) == name)
-        .unwrap_or(Tab::Lens)
-}
 
 /// The path a typed name stands for: bare names go into `sessions/` and get `.json`; an empty
 /// name is the default name (`None`).
@@ -78,7 +62,7 @@ fn head_importance_of(imp: &Importance) -> HeadImportance {
 /// for this result. `saved_at` is left at 0 for the writer to fill (no clock here).
 pub fn session_of(app: &App) -> Result<Session, String> {
     let view = ViewState {
-        tab: tab_name(app.tab).to_string(),
+        tab: app.tab.name().to_string(),
         step: app.step,
         layer: app.layer,
         head: app.head.1,
@@ -173,30 +157,13 @@ pub fn params_of(
         set.soft_top_k.unwrap_or(soft.0),
         set.soft_top_p.unwrap_or(soft.1),
     );
-    if soft.0 == 0 || !(soft.1 > 0.0 && soft.1 <= 1.0) || set.top_k == Some(0) {
-        return Err("the session's top-k or top-p is out of range".into());
+    if set.top_k == Some(0) {
+        return Err("the session's top-k is out of range".into());
     }
-    let mode = match inputs.mode.as_str() {
-        "coconut" => ThoughtMode::Coconut,
-        "soft" => ThoughtMode::Soft {
-            top_k: soft.0,
-            top_p: soft.1,
-        },
-        "token" => ThoughtMode::Token,
-        "pause" => ThoughtMode::Pause,
-        m => return Err(format!("the session's mode \"{m}\" is unknown")),
-    };
-    let thoughts = match (inputs.thoughts.as_str(), inputs.entropy_stop) {
-        ("auto", Some(t)) => ThoughtCount::Auto {
-            entropy_stop: t,
-            max: max_thoughts,
-        },
-        ("auto", None) => return Err("the session has thoughts auto but no entropy stop".into()),
-        (n, _) => ThoughtCount::Fixed {
-            n: n.parse()
-                .map_err(|_| format!("the session's thoughts \"{n}\" is not a number or auto"))?,
-        },
-    };
+    let invalid = |e: anyhow::Error| format!("the session's inputs: {e}");
+    let mode = ThoughtMode::parse(&inputs.mode, soft).map_err(invalid)?;
+    let thoughts = ThoughtCount::parse(&inputs.thoughts, inputs.entropy_stop, max_thoughts)
+        .map_err(invalid)?;
     if inputs.prompt.trim().is_empty() {
         return Err("the session's prompt is empty".into());
     }
@@ -213,7 +180,7 @@ pub fn params_of(
 
 /// Puts the cursor where the session had it, within the shown result's bounds.
 pub fn restore_view(app: &mut App, view: &ViewState) {
-    app.tab = tab_of(&view.tab);
+    app.tab = Tab::of_name(&view.tab);
     let steps = app.run.as_ref().map_or(0, |r| r.steps.len());
     app.step = view.step.min(steps.saturating_sub(1));
     let (layers, heads) = (app.layers(), app.heads());
@@ -418,7 +385,7 @@ pub fn reopen(app: &mut App, path: PathBuf, session: Box<Session>) {
     app.model_arg = session.inputs.model.clone();
     app.base_arg = session.inputs.base.clone();
     app.restore = Some(session.view.clone());
-    app.tab = tab_of(&session.view.tab);
+    app.tab = Tab::of_name(&session.view.tab);
     if let Some(m) = session
         .inputs
         .importance_method

@@ -5,10 +5,11 @@ use ratatui::crossterm::event::{Event, MouseButton, MouseEventKind};
 use tui_input::backend::crossterm::to_input_request;
 use tui_input::{Input, InputRequest};
 
-use super::app::{Action, App, ImportanceState, Overlay, Status, Tab};
+use super::app::{Action, App, ImportanceState, Overlay, Status};
 use super::data::{Job, RunView, SaveOutcome, StepKind, WorkerMsg};
 use super::keymap::{Command, lookup};
 use super::saved::{restore_view, same_results, session_of};
+use super::tab::Tab;
 use super::view::{Hit, hit_test};
 use crate::analysis::importance::ImportanceMethod;
 use crate::thought::{ThoughtCount, ThoughtMode};

@@ -8,9 +8,10 @@ use super::*;
 use crate::analysis::importance::ImportanceMethod;
 use crate::model::Interventions;
 use crate::thought::{ThoughtCount, ThoughtMode};
-use crate::tui::app::{ImportanceState, Overlay, Tab};
+use crate::tui::app::{ImportanceState, Overlay};
 use crate::tui::data::StepKind;
 use crate::tui::sample;
+use crate::tui::tab::Tab;
 
 const S: SampleShape = SampleShape::SMALL;
 

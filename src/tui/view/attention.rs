@@ -8,7 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use super::{Hit, inner_of, panel, step_span};
-use crate::analysis::top_k_indices;
+use crate::numeric::top_k_indices;
 use crate::tui::app::App;
 use crate::tui::data::RunView;
 use crate::tui::widgets::{ABLATED, GridGeom, HeatCell, Heatmap, bar, heat, pad, pct};

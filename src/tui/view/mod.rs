@@ -15,9 +15,10 @@ use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Cell, Clear, LineGauge, Paragraph, Row, Table, Wrap};
 
-use super::app::{App, ImportanceState, Overlay, Tab};
+use super::app::{App, ImportanceState, Overlay};
 use super::data::{RunView, StepKind};
 use super::keymap::{BINDINGS, hints};
+use super::tab::Tab;
 use super::widgets::{self, ANSWER, KEY, PROMPT, SCALE, THOUGHT, fit, pct, width};
 use crate::thought::{ThoughtCount, ThoughtMode};
 
