@@ -7,9 +7,10 @@ mod common;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use coconut_lens::analysis::run::RunParams;
 use coconut_lens::model::{ModelSource, load_model};
 use coconut_lens::tui::app::{Action, App, ImportanceState};
-use coconut_lens::tui::data::{Job, RunParams, WorkerMsg};
+use coconut_lens::tui::data::{Job, WorkerMsg};
 use coconut_lens::tui::tab::Tab;
 use coconut_lens::tui::update::update;
 use coconut_lens::tui::worker::Worker;

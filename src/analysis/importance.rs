@@ -332,3 +332,69 @@ pub fn gradient_importance(
         .ok_or_else(|| anyhow::anyhow!("no gradient reached the head gates"))?;
     Ok(g.abs()?.to_dtype(DType::F32)?.to_vec2()?)
 }
+
+/// Head and layer importance for one run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Importance {
+    pub method: ImportanceMethod,
+    /// The answer token (0-based) whose distribution (ablation) or log-probability (gradient)
+    /// is measured; earlier answer tokens are forced to the run's own.
+    pub step: usize,
+    /// The greedy token at that step, as shown.
+    pub target: String,
+    /// Its token id.
+    pub target_id: u32,
+    /// `[layers][heads]`.
+    pub heads: Vec<Vec<f32>>,
+    /// `[layers]`: KL when the layer is skipped (ablation) or the sum over its heads (gradient).
+    pub layers: Vec<f32>,
+    pub compute_ms: f64,
+}
+
+/// Head and layer importance of the run of `params` whose greedy answer is `answer`, scored at
+/// the answer token the lens tracks (see [`crate::analysis::run::tracked_step`]) with the
+/// answer before it forced.
+pub fn importance_of_answer(
+    model: &Model,
+    tokenizer: &Tokenizer,
+    params: &crate::analysis::run::RunParams,
+    answer: &[u32],
+    method: ImportanceMethod,
+    ctl: &mut SweepControl,
+) -> Result<Importance> {
+    let t0 = std::time::Instant::now();
+    let ids = tokenizer.encode_prompt(&params.prompt)?;
+    let spec = RunSpec {
+        context_rows: 1,
+        ..params.spec(false)
+    };
+    let iv = &params.interventions;
+    let step =
+        crate::analysis::run::tracked_step(tokenizer, answer, &model.info.eos_ids).unwrap_or(0);
+    let (spec, target) = scored_spec_of_answer(model, &spec, answer, step)?;
+    ctl.check()?;
+    let (heads, layers) = match method {
+        ImportanceMethod::Ablation => {
+            let (l, h) = (model.info.layers, model.info.heads);
+            (ctl.progress)(0, l * h + l);
+            let sweep = ablation_importance(model, tokenizer, &ids, &spec, iv, true, ctl)?;
+            (sweep.heads, sweep.layers)
+        }
+        ImportanceMethod::Gradient => {
+            (ctl.progress)(0, 1);
+            let g = gradient_importance(model, tokenizer, &ids, &spec, iv, target)?;
+            (ctl.progress)(1, 1);
+            let layers = g.iter().map(|row| row.iter().sum()).collect();
+            (g, layers)
+        }
+    };
+    Ok(Importance {
+        method,
+        step,
+        target: tokenizer.display(target),
+        target_id: target,
+        heads,
+        layers,
+        compute_ms: t0.elapsed().as_secs_f64() * 1e3,
+    })
+}

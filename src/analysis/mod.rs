@@ -3,20 +3,23 @@
 
 pub mod document;
 pub mod importance;
+pub mod run;
 
 use anyhow::Result;
 use candle_core::{DType, Storage, Tensor};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Model, OpMode, Tokenizer};
-use crate::numeric::{LogitSummary, entropy, summarize_logits, top_k_rows};
+use crate::model::{Model, OpMode};
+use crate::numeric::{LogitSummary, summarize_logits};
 use crate::thought::StepRecord;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TokenProb {
     pub id: u32,
+    /// The vocabulary string in the analysis document; the display text in a [`run::RunAnalysis`].
     pub text: String,
+    #[serde(with = "run::finite")]
     pub prob: f32,
 }
 
@@ -53,30 +56,6 @@ fn lens_logits_below_top(model: &Model, steps: &[&StepRecord]) -> Result<Option<
     let flat = Tensor::cat(&below, 0)?;
     let normed = model.final_norm(&flat, OpMode::default())?;
     Ok(Some(model.unembed(&normed)?.to_dtype(DType::F32)?))
-}
-
-/// Logit-lens logits `[steps × (L+1), V]` (f32, on the model's device) of the residual streams
-/// of `steps`, step-major; `None` for no steps.
-fn lens_logits(model: &Model, steps: &[&StepRecord]) -> Result<Option<Tensor>> {
-    let Some(below) = lens_logits_below_top(model, steps)? else {
-        return Ok(None);
-    };
-    let layers = model.info.layers;
-    let mut rows = Vec::with_capacity(2 * steps.len());
-    for (i, s) in steps.iter().enumerate() {
-        rows.push(below.narrow(0, i * layers, layers)?);
-        rows.push(s.logits.to_dtype(DType::F32)?.unsqueeze(0)?);
-    }
-    Ok(Some(Tensor::cat(&rows, 0)?))
-}
-
-/// Logit-lens distributions `[steps × (L+1), V]` (f32, on the model's device) of the residual
-/// streams of `steps`, step-major; `None` for no steps.
-pub fn lens_probs_device(model: &Model, steps: &[&StepRecord]) -> Result<Option<Tensor>> {
-    Ok(match lens_logits(model, steps)? {
-        Some(logits) => Some(candle_nn::ops::softmax_last_dim(&logits)?),
-        None => None,
-    })
 }
 
 /// Calls `f` with the elements of an f32 tensor, in row-major order: borrowed in place when it
@@ -124,54 +103,6 @@ pub fn lens_summaries(
         .zip(top)
         .map(|(below, top)| below.iter().cloned().chain([top]).collect())
         .collect())
-}
-
-/// Top-k logit lens of each step, all layers. On the CPU the logits are summarised on the host
-/// in one pass per row; on a GPU the top-k is taken on the device and only `k` ids and
-/// probabilities per layer come back.
-pub fn lens_top_k(
-    model: &Model,
-    tokenizer: &Tokenizer,
-    steps: &[&StepRecord],
-    k: usize,
-) -> Result<Vec<Vec<LensLayer>>> {
-    let layers = model.info.layers + 1;
-    let tops: Vec<Vec<(u32, f32)>> = if model.device().is_cpu() {
-        lens_summaries(model, steps, k, None)?
-            .into_iter()
-            .flatten()
-            .map(|s| s.top)
-            .collect()
-    } else {
-        match lens_probs_device(model, steps)? {
-            Some(probs) => top_k_rows(&probs, k)?,
-            None => vec![],
-        }
-    };
-    Ok(tops
-        .chunks(layers)
-        .map(|step| lens_layers(tokenizer, step.iter().map(Vec::as_slice)))
-        .collect())
-}
-
-/// The lens of one step, layers 0..=L, from each layer's top tokens.
-fn lens_layers<'a>(
-    tokenizer: &Tokenizer,
-    tops: impl Iterator<Item = &'a [(u32, f32)]>,
-) -> Vec<LensLayer> {
-    tops.enumerate()
-        .map(|(layer, top)| LensLayer {
-            layer,
-            top: top
-                .iter()
-                .map(|&(id, prob)| TokenProb {
-                    id,
-                    text: tokenizer.token_text(id),
-                    prob,
-                })
-                .collect(),
-        })
-        .collect()
 }
 
 /// arccos(cos(a, b)) / π in f64, the cosine clamped to [-1, 1].
@@ -238,46 +169,6 @@ pub fn prune_blocks(resids: &[Vec<Vec<f32>>]) -> Vec<BlockChoice> {
                 start,
                 distance: distance as f32,
             }
-        })
-        .collect()
-}
-
-/// [`analyze_steps`] of one step whose lens is already summarised (`lens`: layers 0..=L, from
-/// [`lens_summaries`]), keeping the `top_k` first tokens of each layer: the same result
-/// without a second pass through the LM head.
-pub fn step_analysis(
-    tokenizer: &Tokenizer,
-    step: &StepRecord,
-    lens: &[LogitSummary],
-    top_k: usize,
-) -> Result<StepAnalysis> {
-    let tops = lens.iter().map(|s| &s.top[..top_k.min(s.top.len())]);
-    Ok(StepAnalysis {
-        position: step.position,
-        entropy: entropy(&step.logits)?,
-        lens: lens_layers(tokenizer, tops),
-        angular: angular_profile(&resid_host(step)?),
-    })
-}
-
-/// Lens, entropy and angular distances for each step.
-pub fn analyze_steps(
-    model: &Model,
-    tokenizer: &Tokenizer,
-    steps: &[&StepRecord],
-    top_k: usize,
-) -> Result<Vec<StepAnalysis>> {
-    let lens = lens_top_k(model, tokenizer, steps, top_k)?;
-    steps
-        .iter()
-        .zip(lens)
-        .map(|(s, lens)| {
-            Ok(StepAnalysis {
-                position: s.position,
-                entropy: entropy(&s.logits)?,
-                lens,
-                angular: angular_profile(&resid_host(s)?),
-            })
         })
         .collect()
 }

@@ -1,18 +1,20 @@
 //! `coconut-lens analyze`: run a prompt and print its analysis.
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use anyhow::{Result, bail};
 use clap::Args;
 
 use super::args::{BUNDLED_MODEL, ModelArgs, PromptArgs, RunArgs, default_thoughts};
-use crate::analysis::document::{HeadImportance, analyze_prompt};
+use crate::analysis::document::{AnalysisDocument, HeadImportance};
 use crate::analysis::importance::{
-    ImportanceMethod, SweepControl, ablation_importance, gradient_importance, scored_spec,
+    Importance, ImportanceMethod, SweepControl, ablation_importance, gradient_importance,
+    scored_spec,
 };
-use crate::model::{Interventions, load_model};
-use crate::thought::{RunSpec, ThoughtMode};
+use crate::analysis::run::{RunParams, compare, run_and_analyze};
+use crate::model::load_model;
 
 #[derive(Args, Debug)]
 pub struct AnalyzeArgs {
@@ -89,22 +91,26 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<()> {
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
 
     let t1 = Instant::now();
-    let hooks = loaded.model.hooks(&interventions)?;
-    let spec = RunSpec {
+    let params = RunParams {
+        prompt: prompt.clone(),
         thoughts,
         mode,
         max_new_tokens: args.run.max_new_tokens,
-        context_rows: 1,
-        attention: false,
-        forced_answer: Vec::new(),
+        top_k: args.top_k,
+        context_tokens: 0,
+        interventions: interventions.clone(),
     };
+    let spec = params.spec(false);
     let (model, tokenizer) = (&loaded.model, &loaded.tokenizer);
     let target = args
         .target
         .as_deref()
         .map(|t| resolve_target(tokenizer, t))
         .transpose()?;
-    let (_, mut doc) = analyze_prompt(model, tokenizer, &prompt, &spec, &hooks, args.top_k)?;
+    let never = AtomicBool::new(false);
+    let mut current = run_and_analyze(model, tokenizer, &params, None, false, &never)?;
+    let mut doc = AnalysisDocument::of_run(&current.analysis, tokenizer);
+    let mut importance = None;
     if let Some(method) = method {
         let ids = tokenizer.encode_prompt(&prompt)?;
         let mut progress = |done: usize, total: usize| {
@@ -147,19 +153,44 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<()> {
             method: method.name().to_string(),
             answer_step: args.importance_step,
             target,
-            values,
+            values: values.clone(),
         });
-        doc.layer_importance = Some(sweep.layers);
+        doc.layer_importance = Some(sweep.layers.clone());
+        importance = Some(Importance {
+            method,
+            step: args.importance_step,
+            target: tokenizer.display(target),
+            target_id: target,
+            heads: values,
+            layers: sweep.layers,
+            compute_ms: 0.0,
+        });
     }
     doc.timings.load_ms = load_ms;
     doc.timings.compute_ms = t1.elapsed().as_secs_f64() * 1e3;
     doc.timings.peak_rss_mib = crate::analysis::document::peak_rss_mib();
     if let Some(path) = &args.save_session {
-        let baseline = if interventions.is_empty() {
-            doc.clone()
+        let mut baseline = if interventions.is_empty() {
+            None
         } else {
-            let hooks = model.hooks(&Interventions::default())?;
-            analyze_prompt(model, tokenizer, &prompt, &spec, &hooks, args.top_k)?.1
+            Some(run_and_analyze(
+                model,
+                tokenizer,
+                &params.baseline(),
+                None,
+                false,
+                &never,
+            )?)
+        };
+        let comparison = compare(baseline.as_ref().unwrap_or(&current), &current);
+        current.analysis.comparison = comparison;
+        current.analysis.compute_ms = doc.timings.compute_ms;
+        let baseline = match baseline.take() {
+            Some(mut b) => {
+                b.analysis.comparison = compare(&b, &b);
+                b.analysis
+            }
+            None => current.analysis.clone(),
         };
         let inputs = crate::session::SessionInputs {
             model: args
@@ -171,29 +202,14 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<()> {
             revision: None,
             device: crate::model::load::device_label(&device),
             dtype: crate::model::load::dtype_label(dtype).to_string(),
-            prompt: prompt.clone(),
-            mode: mode.name().to_string(),
-            thoughts: args
-                .run
-                .thoughts
-                .clone()
-                .unwrap_or_else(|| default_thoughts(&source).to_string()),
-            entropy_stop: args.run.entropy_stop,
-            ablations: interventions.clone(),
-            importance_method: method.map(|m| m.name().to_string()),
-            settings: Some(crate::session::RunSettings {
-                max_new_tokens: Some(args.run.max_new_tokens),
-                top_k: Some(args.top_k),
-                context_tokens: None,
-                soft_top_k: matches!(mode, ThoughtMode::Soft { .. }).then_some(args.run.soft_top_k),
-                soft_top_p: matches!(mode, ThoughtMode::Soft { .. }).then_some(args.run.soft_top_p),
-            }),
+            importance_method: method,
         };
         let view = crate::session::ViewState {
             tab: "lens".to_string(),
             ..Default::default()
         };
-        crate::session::Session::new(inputs, view, baseline, doc.clone()).save(path, false)?;
+        crate::session::Session::new(inputs, view, baseline, current.analysis, importance)
+            .save(path, false)?;
         eprintln!("session saved to {}", path.display());
     }
     println!("{}", serde_json::to_string_pretty(&doc)?);

@@ -111,7 +111,7 @@ pub struct RunSpec {
     pub forced_answer: Vec<u32>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StepKind {
     /// A prompt position (the last `context_rows` before the thoughts).
     Prompt,
@@ -140,6 +140,8 @@ pub struct Run {
     /// Every input id fed before the answer (thought slots carry `<|latent|>` or, in token
     /// mode, the greedy token; without Coconut markers latent slots have no id).
     pub input_ids: Vec<u32>,
+    /// The prompt's ids are `input_ids[..prompt_len]`.
+    pub prompt_len: usize,
     pub prompt_steps: Vec<StepRecord>,
     pub thoughts: Vec<StepRecord>,
     /// `answer[0]` is at the last input position.
@@ -407,6 +409,7 @@ pub fn run(
     }
     Ok(Run {
         input_ids: ids,
+        prompt_len: prompt_ids.len(),
         prompt_steps,
         thoughts,
         answer,

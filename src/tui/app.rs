@@ -1,15 +1,18 @@
 //! The application state. Changed only by [`super::update::update`]; read by the views.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use ratatui::crossterm::event::{KeyEvent, MouseEvent};
 use tui_input::Input;
 
-use super::data::{Importance, ModelSummary, RunParams, RunView, StepKind, WorkerMsg};
+use super::data::{ModelSummary, WorkerMsg};
 use super::keymap::{Command, Context};
 use super::tab::Tab;
-use crate::analysis::importance::ImportanceMethod;
+use crate::analysis::importance::{Importance, ImportanceMethod};
+use crate::analysis::run::{RunAnalysis, RunParams, Step};
 use crate::session::{Session, ViewState};
+use crate::thought::StepKind;
 
 /// Everything the user or the machinery can do to the state.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,8 +80,9 @@ pub struct App {
     pub generation: u64,
     /// Whether a run of the current generation is under way.
     pub running: bool,
-    /// The last good result.
-    pub run: Option<RunView>,
+    /// The last good result, and its baseline (the run without interventions).
+    pub run: Option<Arc<RunAnalysis>>,
+    pub baseline: Option<Arc<RunAnalysis>>,
     pub importance: ImportanceState,
     /// The last good importance, with the generation it belongs to.
     pub importance_result: Option<(u64, Importance)>,
@@ -130,6 +134,7 @@ impl App {
             generation: 0,
             running: false,
             run: None,
+            baseline: None,
             importance: ImportanceState::Idle,
             importance_result: None,
             importance_method: ImportanceMethod::Ablation,
@@ -197,7 +202,7 @@ impl App {
     }
 
     /// The selected step of the shown run.
-    pub fn selected_step(&self) -> Option<&super::data::Step> {
+    pub fn selected_step(&self) -> Option<&Step> {
         self.run.as_ref().and_then(|r| r.steps.get(self.step))
     }
 

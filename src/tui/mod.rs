@@ -29,12 +29,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, anyhow, bail};
 use ratatui::crossterm::event::{self, Event, KeyEventKind};
 
+use crate::analysis::run::RunParams;
 use crate::cli::TuiArgs;
 use crate::cli::args::default_thoughts;
 use crate::model::{DeviceSpec, ModelSource, load_model, parse_dtype};
 use crate::thought::ThoughtMode;
 use app::{Action, App};
-use data::{Job, RunParams, WorkerMsg};
+use data::{Job, WorkerMsg};
 use terminal::TerminalGuard;
 use worker::Worker;
 
@@ -109,18 +110,9 @@ fn main_session(args: &TuiArgs, path: &std::path::Path) -> Result<()> {
     if args.top_k == 0 {
         bail!("--top-k must be at least 1");
     }
-    let defaults = RunParams {
-        prompt: String::new(),
-        thoughts: crate::thought::ThoughtCount::Fixed { n: 0 },
-        mode: ThoughtMode::Coconut,
-        max_new_tokens: args.run.max_new_tokens,
-        top_k: args.top_k,
-        context_tokens: args.context_tokens,
-        interventions: Default::default(),
-    };
+    // The session's own settings (a v1 file's missing ones are at the command line's defaults).
     let soft = (args.run.soft_top_k, args.run.soft_top_p);
-    let params = saved::params_of(inputs, &defaults, soft, args.run.max_thoughts)
-        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let params = session.params().clone();
     let soft = match params.mode {
         ThoughtMode::Soft { top_k, top_p } => (top_k, top_p),
         _ => soft,
@@ -282,10 +274,10 @@ fn run(
                 Ev::Worker(msg) => {
                     if let WorkerMsg::RunDone {
                         generation,
-                        result: Ok(view),
+                        result: Ok(result),
                     } = &msg
                     {
-                        finished = Some((*generation, view.compute_ms));
+                        finished = Some((*generation, result.current.compute_ms));
                     }
                     (Action::Worker(msg), None)
                 }

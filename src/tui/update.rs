@@ -6,13 +6,14 @@ use tui_input::backend::crossterm::to_input_request;
 use tui_input::{Input, InputRequest};
 
 use super::app::{Action, App, ImportanceState, Overlay, Status};
-use super::data::{Job, RunView, SaveOutcome, StepKind, WorkerMsg};
+use super::data::{Job, SaveOutcome, WorkerMsg};
 use super::keymap::{Command, lookup};
-use super::saved::{restore_view, same_results, session_of};
+use super::saved::{restore_view, session_of};
 use super::tab::Tab;
 use super::view::{Hit, hit_test};
 use crate::analysis::importance::ImportanceMethod;
-use crate::thought::{ThoughtCount, ThoughtMode};
+use crate::analysis::run::RunAnalysis;
+use crate::thought::{StepKind, ThoughtCount, ThoughtMode};
 
 /// The most thoughts `+` goes to.
 pub const MAX_THOUGHTS: usize = 64;
@@ -108,8 +109,11 @@ fn want_importance(app: &mut App, force: bool) -> Option<Job> {
     if app.read_only.is_some() {
         return None;
     }
-    let run_ok = app.run.as_ref().is_some_and(|r| r.params == app.params);
-    if app.tab != Tab::Heads || app.running || !run_ok {
+    let answer = match &app.run {
+        Some(r) if r.params == app.params => r.summary.answer.iter().map(|t| t.id).collect(),
+        _ => return None,
+    };
+    if app.tab != Tab::Heads || app.running {
         return None;
     }
     let idle = matches!(app.importance, ImportanceState::Idle);
@@ -129,6 +133,7 @@ fn want_importance(app: &mut App, force: bool) -> Option<Job> {
         generation: app.generation,
         request: app.importance_requests,
         params: app.params.clone(),
+        answer,
         method: app.importance_method,
     })
 }
@@ -269,7 +274,7 @@ fn command(app: &mut App, cmd: Command) -> Option<Job> {
                 }
             };
             match &app.saved {
-                Some((path, saved)) if same_results(saved, &session) => {
+                Some((path, saved)) if saved.same_results(&session) => {
                     let path = path.clone();
                     app.file_job = true;
                     set_status(app, "exporting the plots…", false);
@@ -372,7 +377,7 @@ fn command(app: &mut App, cmd: Command) -> Option<Job> {
         Command::MoreThoughts | Command::FewerThoughts => {
             let now = match app.params.thoughts {
                 ThoughtCount::Fixed { n } => n,
-                ThoughtCount::Auto { .. } => app.run.as_ref().map_or(0, RunView::thought_count),
+                ThoughtCount::Auto { .. } => app.run.as_ref().map_or(0, |r| r.thought_count()),
             };
             let n = if cmd == Command::MoreThoughts {
                 (now + 1).min(MAX_THOUGHTS)
@@ -518,7 +523,7 @@ fn click(app: &mut App, hit: Hit) -> Option<Job> {
 }
 
 /// Where the selection goes in a new run: the same thought or answer token when it exists.
-fn remap_step(old: &RunView, old_step: usize, new: &RunView) -> usize {
+fn remap_step(old: &RunAnalysis, old_step: usize, new: &RunAnalysis) -> usize {
     let last = new.steps.len().saturating_sub(1);
     let Some(kind) = old.steps.get(old_step).map(|s| s.kind) else {
         return 0;
@@ -555,7 +560,7 @@ fn remap_step(old: &RunView, old_step: usize, new: &RunView) -> usize {
 }
 
 /// The step selected in a first run: the first thought, else the first answer token.
-fn initial_step(run: &RunView) -> usize {
+fn initial_step(run: &RunAnalysis) -> usize {
     run.steps
         .iter()
         .position(|s| s.kind != StepKind::Prompt)
@@ -594,12 +599,13 @@ fn worker(app: &mut App, msg: WorkerMsg) -> Option<Job> {
             }
             app.running = false;
             match result {
-                Ok(view) => {
+                Ok(result) => {
                     app.step = match &app.run {
-                        Some(old) => remap_step(old, app.step, &view),
-                        None => initial_step(&view),
+                        Some(old) => remap_step(old, app.step, &result.current),
+                        None => initial_step(&result.current),
                     };
-                    app.run = Some(*view);
+                    app.run = Some(result.current);
+                    app.baseline = Some(result.baseline);
                     if let Some(v) = app.restore.take() {
                         restore_view(app, &v);
                     }

@@ -7,7 +7,6 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
 
 use anyhow::Result;
 
@@ -40,7 +39,6 @@ type Out = Arc<dyn Fn(WorkerMsg) + Send + Sync>;
 
 pub struct Worker {
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
     out: Out,
 }
 
@@ -55,15 +53,12 @@ impl Worker {
         let sh = shared.clone();
         let out: Out = Arc::new(out);
         let thread_out = out.clone();
-        let thread = std::thread::Builder::new()
+        // Detached: on drop the worker is asked to stop and ends after its current job.
+        std::thread::Builder::new()
             .name(THREAD_NAME.to_string())
             .spawn(move || serve(load, &*thread_out, sh))
             .expect("spawn the worker thread");
-        Worker {
-            shared,
-            thread: Some(thread),
-            out,
-        }
+        Worker { shared, out }
     }
 
     /// Hands a job over. Computations go to the worker thread (latest wins); file jobs (save,
@@ -111,14 +106,6 @@ impl Worker {
                 slot.pending = Some((job, (Arc::new(AtomicBool::new(false)), sweep)));
                 self.shared.wake.notify_one();
             }
-        }
-    }
-
-    /// Stops the worker after its current job and waits for it.
-    pub fn shutdown(mut self) {
-        self.stop();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
         }
     }
 
@@ -218,7 +205,6 @@ fn run_job(
     match job {
         Job::Run { generation, params } => {
             let result = compute_run(lm, params, cache, cancel)
-                .map(Box::new)
                 .map_err(|e| format!("{e:#}").replace('\n', " "));
             out(WorkerMsg::RunDone {
                 generation: *generation,
@@ -229,6 +215,7 @@ fn run_job(
             generation,
             request,
             params,
+            answer,
             method,
         } => {
             let request = *request;
@@ -243,7 +230,7 @@ fn run_job(
                     total,
                 })
             };
-            let result = compute_importance(lm, params, *method, &mut progress, cancel);
+            let result = compute_importance(lm, params, answer, *method, &mut progress, cancel);
             if cancel.load(Ordering::Relaxed) {
                 out(WorkerMsg::Cancelled { request });
             } else {

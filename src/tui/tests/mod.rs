@@ -37,12 +37,12 @@ pub fn ready(shape: SampleShape) -> App {
 
 /// Delivers the run of the app's current settings.
 pub fn deliver(app: &mut App, generation: u64, shape: SampleShape) -> Option<Job> {
-    let view = sample::run_view(shape, app.params.interventions.clone());
+    let result = sample::result(shape, app.params.interventions.clone());
     update(
         app,
         Action::Worker(WorkerMsg::RunDone {
             generation,
-            result: Ok(Box::new(view)),
+            result: Ok(result),
         }),
     )
 }

@@ -7,15 +7,15 @@ use ratatui::crossterm::event::{
 use super::*;
 use crate::analysis::importance::ImportanceMethod;
 use crate::model::Interventions;
+use crate::thought::StepKind;
 use crate::thought::{ThoughtCount, ThoughtMode};
 use crate::tui::app::{ImportanceState, Overlay};
-use crate::tui::data::StepKind;
 use crate::tui::sample;
 use crate::tui::tab::Tab;
 
 const S: SampleShape = SampleShape::SMALL;
 
-fn run_job(job: Option<Job>) -> (u64, crate::tui::data::RunParams) {
+fn run_job(job: Option<Job>) -> (u64, crate::analysis::run::RunParams) {
     match job {
         Some(Job::Run { generation, params }) => (generation, params),
         other => panic!("expected a run job, got {other:?}"),
@@ -88,7 +88,7 @@ fn stale_results_are_dropped() {
     assert!(g1 < g3);
     // The result of the first toggle arrives after the second: dropped.
     let before = app.run.clone();
-    let stale = sample::run_view(
+    let stale = sample::result(
         S,
         Interventions {
             ablated_heads: [(0, 0)].into(),
@@ -99,7 +99,7 @@ fn stale_results_are_dropped() {
         &mut app,
         Action::Worker(WorkerMsg::RunDone {
             generation: g1,
-            result: Ok(Box::new(stale)),
+            result: Ok(stale),
         }),
     );
     assert_eq!(app.run, before);
@@ -631,11 +631,9 @@ fn s_asks_for_a_name_and_enter_saves_under_the_default_name() {
     assert!(app.file_job && app.busy());
     assert_eq!(session.view.tab, "heads");
     assert_eq!((session.view.layer, session.view.head), (2, 3));
-    let docs = app.run.as_ref().unwrap().documents.as_ref().unwrap();
-    assert_eq!(session.current, docs.current);
-    assert_eq!(session.baseline, docs.baseline);
-    assert_eq!(session.inputs.prompt, app.params.prompt);
-    assert_eq!(session.inputs.thoughts, S.thoughts.to_string());
+    assert_eq!(&session.current, &**app.run.as_ref().unwrap());
+    assert_eq!(&session.baseline, &**app.baseline.as_ref().unwrap());
+    assert_eq!(session.params(), &app.params);
     update(&mut app, saved_msg(*session, false, "sessions/x.json"));
     assert!(!app.file_job);
     let st = app.status.as_ref().unwrap();
@@ -782,15 +780,15 @@ fn the_saved_head_importance_is_that_of_the_result_shown() {
         sample::importance(S, ImportanceMethod::Gradient),
     ));
     let s = crate::tui::saved::session_of(&app).unwrap();
-    let hi = s.current.head_importance.as_ref().unwrap();
-    assert_eq!(hi.method, "gradient");
-    assert_eq!(hi.values.len(), S.layers);
-    assert_eq!(s.inputs.importance_method.as_deref(), Some("gradient"));
-    assert!(s.current.layer_importance.is_some());
+    let imp = s.importance.as_ref().unwrap();
+    assert_eq!(imp.method, ImportanceMethod::Gradient);
+    assert_eq!(imp.heads.len(), S.layers);
+    assert_eq!(imp.layers.len(), S.layers);
+    assert_eq!(s.inputs.importance_method, Some(ImportanceMethod::Gradient));
     // Of an older generation: not saved.
     app.generation += 1;
     let s = crate::tui::saved::session_of(&app).unwrap();
-    assert!(s.current.head_importance.is_none());
+    assert!(s.importance.is_none());
 }
 
 #[test]
@@ -816,10 +814,10 @@ fn a_session_that_cannot_load_its_model_is_shown_read_only() {
     assert_eq!(app.read_only.as_deref(), Some("no such folder"));
     assert_eq!((app.tab, app.step, app.layer), (Tab::Layers, 2, 3));
     assert!(!app.busy());
+    // Every step of the saved run, attention included.
     let run = app.run.as_ref().unwrap();
-    // Thoughts and the first answer step only; no attention.
-    assert_eq!(run.steps.len(), S.thoughts + 1);
-    assert!(run.steps.iter().all(|s| s.attention.is_none()));
+    assert_eq!(**run, sample::analysis(S, Default::default()));
+    assert_eq!(app.params, run.params);
     // Changing the run is refused, with the reason.
     for k in [' ', 'm', '+', 'r', 'p'] {
         app.tab = Tab::Heads;

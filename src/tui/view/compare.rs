@@ -7,11 +7,13 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table, Wrap};
 
 use super::panel;
+use crate::analysis::TokenProb;
+use crate::analysis::run::RunAnalysis;
+use crate::thought::StepKind;
 use crate::tui::app::App;
-use crate::tui::data::{RunView, StepKind, TokProb};
 use crate::tui::widgets::{ABLATED, ANSWER, THOUGHT, fit, num, pct};
 
-fn tops(t: &[TokProb], width: usize) -> String {
+fn tops(t: &[TokenProb], width: usize) -> String {
     let s = t
         .iter()
         .map(|t| format!("{} {}", fit(&t.text, 12), pct(t.prob)))
@@ -32,7 +34,7 @@ fn prob_text(p: f32) -> String {
     }
 }
 
-pub fn render(app: &App, run: &RunView, body: Rect, frame: &mut Frame) {
+pub fn render(app: &App, run: &RunAnalysis, body: Rect, frame: &mut Frame) {
     let iv = &run.params.interventions;
     let cmp = &run.comparison;
     let base = &cmp.baseline;

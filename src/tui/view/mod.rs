@@ -16,10 +16,11 @@ use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Cell, Clear, LineGauge, Paragraph, Row, Table, Wrap};
 
 use super::app::{App, ImportanceState, Overlay};
-use super::data::{RunView, StepKind};
 use super::keymap::{BINDINGS, hints};
 use super::tab::Tab;
 use super::widgets::{self, ANSWER, KEY, PROMPT, SCALE, THOUGHT, fit, pct, width};
+use crate::analysis::run::RunAnalysis;
+use crate::thought::StepKind;
 use crate::thought::{ThoughtCount, ThoughtMode};
 
 /// The smallest terminal the layout needs.
@@ -289,7 +290,7 @@ pub struct Segment {
 }
 
 /// The timeline's pieces, windowed around the selected step to fit `avail` columns.
-pub fn timeline_segments(app: &App, run: &RunView, avail: u16) -> Vec<Segment> {
+pub fn timeline_segments(app: &App, run: &RunAnalysis, avail: u16) -> Vec<Segment> {
     let mut segs: Vec<(String, Style, Option<usize>)> = Vec::new();
     let first_prompt = run.steps.iter().position(|s| s.kind == StepKind::Prompt);
     if first_prompt.is_some_and(|i| run.steps[i].position > 0) {
@@ -670,7 +671,7 @@ fn inner_of(area: Rect) -> Rect {
 }
 
 /// The label of a step, coloured by its kind.
-fn step_span(run: &RunView, i: usize) -> Span<'static> {
+fn step_span(run: &RunAnalysis, i: usize) -> Span<'static> {
     let s = &run.steps[i];
     let color = match s.kind {
         StepKind::Prompt => PROMPT,
