@@ -253,14 +253,6 @@ impl Model {
         })
     }
 
-    /// The token embedding matrix `[V, D]`.
-    pub fn embeddings(&self) -> &Tensor {
-        match &self.net {
-            Net::Gpt2(m) => m.embeddings(),
-            Net::Llama(m) => m.embeddings(),
-        }
-    }
-
     /// Runs `embeds` (`[T, D]` input embeddings, positions not yet added) at the next positions
     /// of `cache`, recording what `capture` asks for.
     pub fn forward(
