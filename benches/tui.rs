@@ -21,16 +21,17 @@ use coconut_lens::synthetic::{Shape, write_random_model};
 use coconut_lens::thought::{ThoughtCount, ThoughtMode};
 use coconut_lens::tui::app::{Action, App, ImportanceState};
 use coconut_lens::tui::data::{Job, WorkerMsg};
+use coconut_lens::tui::events::handle;
 use coconut_lens::tui::sample::{self, SampleShape};
 use coconut_lens::tui::update::update;
 use coconut_lens::tui::view::render;
 use coconut_lens::tui::worker::Worker;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
-use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
 
-fn key(c: char) -> Action {
-    Action::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
+fn key(c: char) -> Event {
+    Event::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
 }
 
 fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
@@ -68,12 +69,12 @@ fn frame_times(app: &mut App, frames: usize) -> Vec<(char, (f64, f64, f64))> {
     ['1', '2', '3', '4', '5']
         .into_iter()
         .map(|tab| {
-            update(app, key(tab));
+            handle(app, &key(tab));
             let times = (0..frames)
                 .map(|i| {
                     let k = if i % 2 == 0 { 'l' } else { 'h' };
                     let t0 = Instant::now();
-                    update(app, key(k));
+                    handle(app, &key(k));
                     term.draw(|f| render(app, f)).unwrap();
                     t0.elapsed().as_secs_f64() * 1e3
                 })
@@ -259,7 +260,10 @@ fn toggles(name: &str, dir: PathBuf, prompt: String, layers: usize, heads: usize
     let t0 = Instant::now();
     loop {
         let t = Instant::now();
-        update(&mut app, key(if frames.len() % 2 == 0 { 'l' } else { 'h' }));
+        handle(
+            &mut app,
+            &key(if frames.len() % 2 == 0 { 'l' } else { 'h' }),
+        );
         term.draw(|f| render(&app, f)).unwrap();
         frames.push(t.elapsed().as_secs_f64() * 1e3);
         if let Ok(WorkerMsg::ImportanceDone { .. }) = live.rx.try_recv() {

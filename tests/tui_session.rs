@@ -12,11 +12,12 @@ use coconut_lens::analysis::run::RunParams;
 use coconut_lens::session::Session;
 use coconut_lens::tui::app::{Action, App};
 use coconut_lens::tui::data::WorkerMsg;
+use coconut_lens::tui::events::action_of;
 use coconut_lens::tui::saved::{reopen, session_of};
 use coconut_lens::tui::tab::Tab;
 use coconut_lens::tui::update::update;
 use coconut_lens::tui::worker::Worker;
-use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
 
 struct Harness {
     app: App,
@@ -37,11 +38,18 @@ impl Harness {
         if let Some(job) = update(&mut self.app, action) {
             self.worker.submit(job);
         }
+    }
+
+    /// A terminal event, mapped to its action as the runtime does.
+    fn press(&mut self, ev: Event) {
+        if let Some(action) = action_of(&self.app, &ev) {
+            self.act(action);
+        }
         self.settle();
     }
 
     fn key(&mut self, code: KeyCode) {
-        self.act(Action::Key(KeyEvent::new(code, KeyModifiers::NONE)));
+        self.press(Event::Key(KeyEvent::new(code, KeyModifiers::NONE)));
     }
 
     fn ch(&mut self, c: char) {

@@ -3,25 +3,27 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use ratatui::crossterm::event::{KeyEvent, MouseEvent};
-use tui_input::Input;
+use tui_input::{Input, InputRequest};
 
 use super::data::{ModelSummary, WorkerMsg};
 use super::keymap::{Command, Context};
 use super::tab::Tab;
+use super::view::Hit;
 use crate::analysis::importance::{Importance, ImportanceMethod};
 use crate::analysis::run::{RunAnalysis, RunParams, Step};
 use crate::session::{Session, ViewState};
 use crate::thought::StepKind;
 
-/// Everything the user or the machinery can do to the state.
+/// Everything the user or the machinery can do to the state. Terminal events are mapped to
+/// these first (see [`super::events`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    /// A key press, read through the key table.
-    Key(KeyEvent),
-    Mouse(MouseEvent),
-    /// A command directly (tests, mouse).
+    /// A command of the key table.
     Cmd(Command),
+    /// An edit of the line being typed (prompt, save name).
+    Edit(InputRequest),
+    /// A click on something the screen shows.
+    Click(Hit),
     Resize(u16, u16),
     /// Time passes (spinner).
     Tick,
@@ -102,9 +104,6 @@ pub struct App {
     pub status: Option<Status>,
     /// Ticks while something runs (spinner frames).
     pub ticks: u64,
-    /// The tick at which the Heads tab's sweep starts after a new result: toggles in quick
-    /// succession then do not each wait for a sweep to stop.
-    pub sweep_at: Option<u64>,
     /// Terminal size, for mouse hit-testing.
     pub size: (u16, u16),
     pub should_quit: bool,
@@ -147,7 +146,6 @@ impl App {
             overlay: Overlay::None,
             status: None,
             ticks: 0,
-            sweep_at: None,
             size,
             should_quit: false,
             fatal: None,
@@ -175,7 +173,6 @@ impl App {
     pub fn busy(&self) -> bool {
         self.model.is_none() && self.fatal.is_none()
             || self.running
-            || self.sweep_at.is_some()
             || matches!(self.importance, ImportanceState::Running { .. })
             || self.file_job
     }

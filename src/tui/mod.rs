@@ -9,6 +9,7 @@
 pub mod app;
 pub mod compute;
 pub mod data;
+pub mod events;
 pub mod keymap;
 pub mod sample;
 pub mod saved;
@@ -27,7 +28,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use ratatui::crossterm::event::{self, Event, KeyEventKind};
+use ratatui::crossterm::event::{self, Event};
 
 use crate::analysis::run::RunParams;
 use crate::cli::TuiArgs;
@@ -153,7 +154,7 @@ struct Setup {
     opened: Option<(std::path::PathBuf, Box<crate::session::Session>)>,
 }
 
-/// The spinner's frame time, and the unit of [`update::SWEEP_DELAY_TICKS`].
+/// The spinner's frame time.
 const TICK: Duration = Duration::from_millis(100);
 
 /// What the loop waits for.
@@ -183,16 +184,6 @@ impl LatencyLog {
         if let Some(f) = &mut self.file {
             let _ = writeln!(f, "{text}");
         }
-    }
-}
-
-fn input_action(ev: Event) -> Option<Action> {
-    match ev {
-        Event::Key(k) if k.kind != KeyEventKind::Release => Some(Action::Key(k)),
-        Event::Mouse(m) => Some(Action::Mouse(m)),
-        Event::Resize(w, h) => Some(Action::Resize(w, h)),
-        Event::Paste(s) => Some(Action::Paste(s)),
-        _ => None,
     }
 }
 
@@ -267,7 +258,7 @@ fn run(
         let busy_before = app.busy();
         for ev in events {
             let (action, at) = match ev {
-                Ev::Input(e, at) => match input_action(e) {
+                Ev::Input(e, at) => match events::action_of(&app, &e) {
                     Some(a) => (a, Some(at)),
                     None => continue,
                 },
@@ -292,7 +283,7 @@ fn run(
                 worker.submit(job);
             }
         }
-        // Ticks every 100 ms while something is under way (spinner, delayed sweep).
+        // Ticks every 100 ms while something is under way (spinner).
         if (busy_before || app.busy()) && last_tick.elapsed() >= TICK {
             last_tick = Instant::now();
             if let Some(job) = update::update(&mut app, Action::Tick) {

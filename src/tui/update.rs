@@ -1,16 +1,14 @@
 //! The state update: `update(&mut App, Action) -> Option<Job>`. No I/O, no clock: what needs the
 //! worker comes back as a job for the runtime to send.
 
-use ratatui::crossterm::event::{Event, MouseButton, MouseEventKind};
-use tui_input::backend::crossterm::to_input_request;
 use tui_input::{Input, InputRequest};
 
 use super::app::{Action, App, ImportanceState, Overlay, Status};
 use super::data::{Job, SaveOutcome, WorkerMsg};
-use super::keymap::{Command, lookup};
+use super::keymap::Command;
 use super::saved::{restore_view, session_of};
 use super::tab::Tab;
-use super::view::{Hit, hit_test};
+use super::view::Hit;
 use crate::analysis::importance::ImportanceMethod;
 use crate::analysis::run::RunAnalysis;
 use crate::thought::{StepKind, ThoughtCount, ThoughtMode};
@@ -18,24 +16,13 @@ use crate::thought::{StepKind, ThoughtCount, ThoughtMode};
 /// The most thoughts `+` goes to.
 pub const MAX_THOUGHTS: usize = 64;
 
-/// Ticks (100 ms each) between a new result on the Heads tab and the start of its sweep.
-pub const SWEEP_DELAY_TICKS: u64 = 4;
-
 pub fn update(app: &mut App, action: Action) -> Option<Job> {
     match action {
-        Action::Key(ev) => {
-            let ctx = app.context();
-            match lookup(ctx, &ev) {
-                Some(cmd) => command(app, cmd),
-                None => {
-                    if let Overlay::Input(input) | Overlay::SaveAs(input) = &mut app.overlay
-                        && let Some(req) = to_input_request(&Event::Key(ev))
-                    {
-                        input.handle(req);
-                    }
-                    None
-                }
+        Action::Edit(req) => {
+            if let Overlay::Input(input) | Overlay::SaveAs(input) = &mut app.overlay {
+                input.handle(req);
             }
+            None
         }
         Action::Paste(text) => {
             if let Overlay::Input(input) | Overlay::SaveAs(input) = &mut app.overlay {
@@ -46,20 +33,7 @@ pub fn update(app: &mut App, action: Action) -> Option<Job> {
             }
             None
         }
-        Action::Mouse(me) => {
-            if !matches!(app.overlay, Overlay::None) {
-                return None;
-            }
-            match me.kind {
-                MouseEventKind::Down(MouseButton::Left) => {
-                    let hit = hit_test(app, me.column, me.row)?;
-                    click(app, hit)
-                }
-                MouseEventKind::ScrollUp => command(app, Command::Up),
-                MouseEventKind::ScrollDown => command(app, Command::Down),
-                _ => None,
-            }
-        }
+        Action::Click(hit) => click(app, hit),
         Action::Cmd(cmd) => command(app, cmd),
         Action::Resize(w, h) => {
             app.size = (w, h);
@@ -67,13 +41,7 @@ pub fn update(app: &mut App, action: Action) -> Option<Job> {
         }
         Action::Tick => {
             app.ticks = app.ticks.wrapping_add(1);
-            match app.sweep_at {
-                Some(at) if app.ticks >= at => {
-                    app.sweep_at = None;
-                    want_importance(app, false)
-                }
-                _ => None,
-            }
+            None
         }
         Action::Worker(msg) => worker(app, msg),
     }
@@ -94,7 +62,6 @@ fn new_run(app: &mut App) -> Option<Job> {
     }
     app.generation += 1;
     app.running = true;
-    app.sweep_at = None;
     app.importance = ImportanceState::Idle;
     app.status = None;
     Some(Job::Run {
@@ -120,7 +87,6 @@ fn want_importance(app: &mut App, force: bool) -> Option<Job> {
     if !force && (!idle || app.current_importance().is_some()) {
         return None;
     }
-    app.sweep_at = None;
     app.importance_requests += 1;
     app.importance = ImportanceState::Running {
         generation: app.generation,
@@ -610,10 +576,9 @@ fn worker(app: &mut App, msg: WorkerMsg) -> Option<Job> {
                         restore_view(app, &v);
                     }
                     clamp_layer(app);
-                    if app.tab == Tab::Heads {
-                        app.sweep_at = Some(app.ticks + SWEEP_DELAY_TICKS);
-                    }
-                    None
+                    // The Heads tab's sweep starts with its input; a toggle that follows
+                    // supersedes it (the worker stops it at its next layer).
+                    want_importance(app, false)
                 }
                 Err(e) => {
                     set_status(app, e, true);

@@ -5,20 +5,26 @@ mod views;
 
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
-use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
 
 use super::app::{Action, App};
 use super::data::{Job, WorkerMsg};
+use super::events::handle;
 use super::sample::{self, SampleShape};
 use super::update::update;
 use super::view::render;
 
-pub fn key(c: char) -> Action {
-    Action::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
+pub fn key(c: char) -> Event {
+    Event::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
 }
 
-pub fn code(code: KeyCode) -> Action {
-    Action::Key(KeyEvent::new(code, KeyModifiers::NONE))
+pub fn code(code: KeyCode) -> Event {
+    Event::Key(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+/// A terminal event, mapped to its action and applied.
+pub fn press(app: &mut App, ev: Event) -> Option<Job> {
+    handle(app, &ev)
 }
 
 /// An app that has loaded a model and shown its first run.
