@@ -281,8 +281,6 @@ pub fn analyze_run(
         }
         let attention = match (s.kind, &s.attention) {
             (StepKind::Prompt, _) | (_, None) => None,
-            // Not captured: the runner reports every layer as absent.
-            (_, Some(layers)) if layers.iter().all(Option::is_none) => None,
             (_, Some(layers)) => Some(
                 layers
                     .iter()

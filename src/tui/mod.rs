@@ -2,9 +2,11 @@
 //!
 //! Elm-style: [`app::App`] is the state, [`app::Action`] what can happen, [`update::update`] the
 //! pure transition (returning a [`data::Job`] when the worker must compute), and
-//! [`view::render`] draws the state. Key bindings are data ([`keymap`]). One channel carries
-//! input events and worker reports to the loop here; the [`worker`] thread alone owns the
-//! model. Results carry a generation number and stale ones are dropped.
+//! [`view::render`] draws the state. Terminal events become actions first ([`events`]); key
+//! bindings are data ([`keymap`]). One channel carries input events and worker reports to the
+//! loop here; the [`worker`] thread alone owns the model. Results are the engine's
+//! [`crate::analysis::run::RunAnalysis`], shared as `Arc`; they carry a generation number and
+//! stale ones are dropped.
 
 pub mod app;
 pub mod compute;

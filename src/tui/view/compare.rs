@@ -25,7 +25,7 @@ fn tops(t: &[TokenProb], width: usize) -> String {
 /// A probability that may be tiny (a product over many tokens).
 fn prob_text(p: f32) -> String {
     if !p.is_finite() {
-        // Not known (a saved session keeps only the first answer token's probability).
+        // Not known (a v1 session file keeps only the first answer token's probability).
         "n/a".to_string()
     } else if p > 0.0 && p < 1e-3 {
         format!("{p:.2e}")
@@ -154,7 +154,7 @@ pub fn render(app: &App, run: &RunAnalysis, body: Rect, frame: &mut Frame) {
         Span::raw(if cmp.kl_first.is_finite() {
             format!("{} nats", num(cmp.kl_first, 8))
         } else {
-            "n/a (not in the session)".to_string()
+            "n/a (not in the v1 session file)".to_string()
         })
         .bold(),
     ])];

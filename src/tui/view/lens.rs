@@ -129,7 +129,7 @@ fn render_detail(run: &RunAnalysis, (layer, step): (usize, usize), area: Rect, f
         Span::raw(if cell.entropy.is_finite() {
             format!("{:.2} nats", cell.entropy)
         } else {
-            "n/a (not in the session)".to_string()
+            "n/a (not in the v1 session file)".to_string()
         }),
     ]));
     if let Some(t) = &run.target {

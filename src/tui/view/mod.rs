@@ -341,7 +341,7 @@ pub fn timeline_segments(app: &App, run: &RunAnalysis, avail: u16) -> Vec<Segmen
             }
         }
     }
-    // A saved session has the first answer step only: its later answer tokens, not selectable.
+    // A v1 session file has the first answer step only: its later answer tokens, not selectable.
     let answer_steps = run
         .steps
         .iter()
