@@ -26,15 +26,15 @@ pub fn write_atomic_with(
     replace_with(path, overwrite, |tmp| {
         let mut f = std::fs::File::create(tmp)
             .with_context(|| format!("cannot create {}", tmp.display()))?;
-        write(&mut f, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+        write(&mut f, bytes)?;
         f.sync_all()
             .with_context(|| format!("cannot sync {}", tmp.display()))
     })
 }
 
 /// Lets `produce` write the file at a temporary path (same folder, same extension: encoders
-/// that pick the format from it still work), then renames it to `path`. The folder is
-/// created when missing. On any failure the temporary file is removed.
+/// that pick the format from it still work), then renames it to `path`. The folder must exist.
+/// On any failure the temporary file is removed.
 pub fn replace_with(
     path: &Path,
     overwrite: bool,
@@ -47,7 +47,6 @@ pub fn replace_with(
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let name = path
         .file_name()
         .with_context(|| format!("{} is not a file path", path.display()))?;
@@ -56,13 +55,15 @@ pub fn replace_with(
         std::process::id(),
         name.to_string_lossy()
     ));
-    let result = produce(&tmp).and_then(|()| {
-        if !overwrite && path.exists() {
-            bail!("{} already exists (not overwritten)", path.display());
-        }
-        std::fs::rename(&tmp, path)
-            .with_context(|| format!("cannot move {} into place", tmp.display()))
-    });
+    let result = produce(&tmp)
+        .with_context(|| format!("cannot write {}", path.display()))
+        .and_then(|()| {
+            if !overwrite && path.exists() {
+                bail!("{} already exists (not overwritten)", path.display());
+            }
+            std::fs::rename(&tmp, path)
+                .with_context(|| format!("cannot move {} into place", tmp.display()))
+        });
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
@@ -78,6 +79,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("coconut-lens-files-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let path = dir.join("a.json");
+        assert!(
+            write_atomic(&path, b"one", false).is_err(),
+            "the folder must exist"
+        );
+        std::fs::create_dir_all(&dir).unwrap();
         write_atomic(&path, b"one", false).unwrap();
         assert!(write_atomic(&path, b"two", false).is_err());
         assert_eq!(std::fs::read(&path).unwrap(), b"one");

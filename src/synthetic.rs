@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use serde_json::json;
 
 use crate::model::Arch;
@@ -225,6 +225,7 @@ fn write_tokenizer(shape: &Shape, path: &Path) -> Result<()> {
 
 /// Writes `config.json`, `model.safetensors` and `tokenizer.json` of a random model to `dir`.
 pub fn write_random_model(dir: &Path, shape: &Shape, seed: u64) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     crate::files::write_atomic(
         &dir.join("config.json"),
         serde_json::to_string_pretty(&config(shape))?.as_bytes(),

@@ -136,6 +136,10 @@ impl Session {
     /// Writes the session to `path` atomically. An existing file is replaced only with
     /// `overwrite`.
     pub fn save(&self, path: &Path, overwrite: bool) -> Result<()> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
         crate::files::write_atomic(path, &self.to_json()?, overwrite)
     }
 
