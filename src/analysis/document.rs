@@ -5,7 +5,7 @@
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use super::run::{RunAnalysis, RunParams, Step, analyze_run};
+use super::run::{RunAnalysis, RunParams, Runtime, Step, analyze_run};
 use super::{BlockChoice, LensLayer, StepAnalysis, TokenProb};
 use crate::model::{Hooks, Model, ModelInfo, Tokenizer};
 use crate::thought::{Run, RunSpec, StepKind, run};
@@ -59,15 +59,6 @@ pub fn peak_rss_mib() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
-}
-
-/// Where the analysis ran.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-pub struct Runtime {
-    /// `cpu` or `cuda:N`.
-    pub device: String,
-    /// The model's dtype: `f32`, `f16` or `bf16`.
-    pub dtype: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

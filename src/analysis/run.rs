@@ -8,7 +8,6 @@ use anyhow::{Result, bail};
 use candle_core::{DType, IndexOp};
 use serde::{Deserialize, Serialize};
 
-use super::document::Runtime;
 use super::{BlockChoice, TokenProb, angular_profile, lens_summaries, prune_blocks, resid_host};
 use crate::model::{Interventions, Model, ModelInfo, Tokenizer};
 use crate::numeric::{kl, log_softmax_host};
@@ -51,6 +50,15 @@ impl RunParams {
             forced_answer: Vec::new(),
         }
     }
+}
+
+/// Where the analysis ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Runtime {
+    /// `cpu` or `cuda:N`.
+    pub device: String,
+    /// The model's dtype: `f32`, `f16` or `bf16`.
+    pub dtype: String,
 }
 
 /// One cell of the logit lens: one layer at one step.

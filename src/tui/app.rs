@@ -8,7 +8,6 @@ use tui_input::{Input, InputRequest};
 use super::data::{ModelSummary, WorkerMsg};
 use super::keymap::{Command, Context};
 use super::tab::Tab;
-use super::view::Hit;
 use crate::analysis::importance::{Importance, ImportanceMethod};
 use crate::analysis::run::{RunAnalysis, RunParams, Step};
 use crate::session::{Session, ViewState};
@@ -30,6 +29,15 @@ pub enum Action {
     /// Text pasted into the terminal.
     Paste(String),
     Worker(WorkerMsg),
+}
+
+/// What a mouse click landed on (the views' hit test says).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hit {
+    Tab(Tab),
+    Step(usize),
+    Cell { step: usize, layer: usize },
+    Head { layer: usize, head: usize },
 }
 
 /// Which overlay has the keyboard.

@@ -90,7 +90,7 @@ mod tests {
         // The tab bar is the sixth row.
         let tabs: Vec<_> = (0..120)
             .filter_map(|x| match action_of(&app, &click(x, 5)) {
-                Some(Action::Click(crate::tui::view::Hit::Tab(t))) => Some(t),
+                Some(Action::Click(crate::tui::app::Hit::Tab(t))) => Some(t),
                 _ => None,
             })
             .collect();

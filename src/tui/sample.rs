@@ -4,10 +4,9 @@
 use std::sync::Arc;
 
 use super::data::{ModelSummary, RunResult};
-use crate::analysis::document::Runtime;
 use crate::analysis::importance::{Importance, ImportanceMethod};
 use crate::analysis::run::{
-    Comparison, LensCell, RunAnalysis, RunParams, RunSummary, SCHEMA, Step,
+    Comparison, LensCell, RunAnalysis, RunParams, RunSummary, Runtime, SCHEMA, Step,
 };
 use crate::analysis::{BlockChoice, TokenProb};
 use crate::model::Interventions;

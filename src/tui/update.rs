@@ -3,12 +3,11 @@
 
 use tui_input::{Input, InputRequest};
 
-use super::app::{Action, App, ImportanceState, Overlay, Status};
+use super::app::{Action, App, Hit, ImportanceState, Overlay, Status};
 use super::data::{Job, SaveOutcome, WorkerMsg};
 use super::keymap::Command;
 use super::saved::{restore_view, session_of};
 use super::tab::Tab;
-use super::view::Hit;
 use crate::analysis::importance::ImportanceMethod;
 use crate::analysis::run::RunAnalysis;
 use crate::thought::{StepKind, ThoughtCount, ThoughtMode};

@@ -15,7 +15,7 @@ use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Cell, Clear, LineGauge, Paragraph, Row, Table, Wrap};
 
-use super::app::{App, ImportanceState, Overlay};
+use super::app::{App, Hit, ImportanceState, Overlay};
 use super::keymap::{BINDINGS, hints};
 use super::tab::Tab;
 use super::widgets::{self, ANSWER, KEY, PROMPT, SCALE, THOUGHT, fit, pct, width};
@@ -28,15 +28,6 @@ pub const MIN_WIDTH: u16 = 80;
 pub const MIN_HEIGHT: u16 = 24;
 
 const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
-
-/// What a mouse click landed on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Hit {
-    Tab(Tab),
-    Step(usize),
-    Cell { step: usize, layer: usize },
-    Head { layer: usize, head: usize },
-}
 
 /// The screen's parts.
 #[derive(Debug, Clone, Copy)]
