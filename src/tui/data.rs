@@ -24,6 +24,11 @@ pub struct ModelSummary {
     pub coconut_tokens: bool,
 }
 
+/// An error as one status-bar line: its causes joined, newlines as spaces.
+pub fn error_line(e: &anyhow::Error) -> String {
+    format!("{e:#}").replace('\n', " ")
+}
+
 /// A finished run and its baseline (the same analysis when the run has no interventions).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunResult {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::app::{App, ImportanceState};
-use super::data::{ExportReport, Job, ModelSummary, SaveOutcome, WorkerMsg};
+use super::data::{ExportReport, Job, ModelSummary, SaveOutcome, WorkerMsg, error_line};
 use super::tab::Tab;
 use crate::session::cli::default_plot_dir;
 use crate::session::{Session, SessionInputs, ViewState};
@@ -188,7 +188,7 @@ pub fn run_file_job(job: Job, out: &dyn Fn(WorkerMsg)) {
                         path: path.clone(),
                         ms: t0.elapsed().as_secs_f64() * 1e3,
                     },
-                    Err(e) => SaveOutcome::Failed(format!("{e:#}").replace('\n', " ")),
+                    Err(e) => SaveOutcome::Failed(error_line(&e)),
                 }
             };
             let saved = matches!(outcome, SaveOutcome::Saved { .. });
@@ -220,7 +220,7 @@ pub fn export_plots(session: &Session, path: &Path) -> Result<ExportReport, Stri
         &dir,
         &[crate::plot::Format::Png, crate::plot::Format::Svg],
     )
-    .map_err(|e| format!("{e:#}").replace('\n', " "))?;
+    .map_err(|e| error_line(&e))?;
     Ok(ExportReport {
         dir,
         files: files.len(),

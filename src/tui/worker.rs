@@ -11,7 +11,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use anyhow::Result;
 
 use super::compute::{BaselineCache, compute_importance, compute_run, model_summary};
-use super::data::{Job, WorkerMsg};
+use super::data::{Job, WorkerMsg, error_line};
 use crate::model::LoadedModel;
 
 /// The worker thread's name; the panic hook leaves the terminal alone for panics there (they
@@ -143,7 +143,7 @@ fn serve(
     let lm = match catch_unwind(AssertUnwindSafe(load)) {
         Ok(Ok(lm)) => lm,
         Ok(Err(e)) => {
-            out(WorkerMsg::LoadFailed(format!("{e:#}").replace('\n', " ")));
+            out(WorkerMsg::LoadFailed(error_line(&e)));
             return;
         }
         Err(p) => {
@@ -204,8 +204,7 @@ fn run_job(
 ) {
     match job {
         Job::Run { generation, params } => {
-            let result = compute_run(lm, params, cache, cancel)
-                .map_err(|e| format!("{e:#}").replace('\n', " "));
+            let result = compute_run(lm, params, cache, cancel).map_err(|e| error_line(&e));
             out(WorkerMsg::RunDone {
                 generation: *generation,
                 result,
@@ -237,7 +236,7 @@ fn run_job(
                 out(WorkerMsg::ImportanceDone {
                     generation: *generation,
                     request,
-                    result: result.map_err(|e| format!("{e:#}").replace('\n', " ")),
+                    result: result.map_err(|e| error_line(&e)),
                 });
             }
         }
