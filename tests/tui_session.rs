@@ -308,3 +308,78 @@ fn the_explorers_analysis_is_the_engines() {
         assert_eq!(shown.blocks, engine.blocks, "{fixture}");
     }
 }
+
+/// A file of schema v1 (two `analyze` documents) reopened without its model: what the
+/// documents hold is shown, what they never held is n/a, not invented.
+#[test]
+fn a_v1_session_without_its_model_shows_what_its_documents_hold() {
+    use coconut_lens::analysis::document::analyze_prompt;
+    use coconut_lens::model::Interventions;
+    use coconut_lens::session::v1;
+
+    let dir = scratch("tui-session-v1");
+    let path = dir.join("old.json");
+    let lm = common::load_dir("gpt2-tiny");
+    let p = params();
+    let spec = RunParams {
+        context_tokens: 0,
+        ..p.clone()
+    }
+    .spec(false);
+    let ablations = Interventions {
+        ablated_heads: [(1, 1)].into(),
+        skipped_layers: Default::default(),
+    };
+    let doc = |iv: &Interventions| {
+        let hooks = lm.model.hooks(iv).unwrap();
+        analyze_prompt(&lm.model, &lm.tokenizer, &p.prompt, &spec, &hooks, p.top_k)
+            .unwrap()
+            .1
+    };
+    let old = v1::Session {
+        schema: v1::SCHEMA.into(),
+        saved_at: 0,
+        inputs: v1::SessionInputs {
+            model: dir.join("no-such-model").display().to_string(),
+            base: None,
+            revision: None,
+            device: "cpu".into(),
+            dtype: "f32".into(),
+            prompt: p.prompt.clone(),
+            mode: "coconut".into(),
+            thoughts: "3".into(),
+            entropy_stop: None,
+            ablations: ablations.clone(),
+            importance_method: None,
+            settings: None,
+        },
+        view: Default::default(),
+        baseline: doc(&Interventions::default()),
+        current: doc(&ablations),
+    };
+    std::fs::write(&path, serde_json::to_vec(&old).unwrap()).unwrap();
+    let mut r = Harness::new(reopened_app(&path), None);
+    assert!(r.app.read_only.is_some());
+    assert_eq!(r.app.params.interventions, ablations);
+    r.ch('1');
+    let lens = r.screen();
+    assert!(
+        lens[3].contains("T1") && lens[3].contains("T3"),
+        "{}",
+        lens[3]
+    );
+    r.ch('4');
+    let att = r.screen();
+    assert!(
+        att.iter().any(|l| l.contains("not in its session file")),
+        "{att:#?}"
+    );
+    r.ch('5');
+    let cmp = r.screen();
+    assert!(cmp.iter().any(|l| l.contains("p(answer)  n/a")), "{cmp:#?}");
+    assert!(
+        cmp.iter()
+            .any(|l| l.contains("of the first answer token n/a (not in the v1 session file)")),
+        "{cmp:#?}"
+    );
+}
