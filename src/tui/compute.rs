@@ -11,7 +11,7 @@ use super::data::{ModelSummary, RunResult};
 use crate::analysis::importance::{
     Importance, ImportanceMethod, SweepControl, importance_of_answer,
 };
-use crate::analysis::run::{AnalysedRun, RunParams, compare, run_and_analyze};
+use crate::analysis::run::{AnalysedRun, RunParams, Runtime, compare, run_and_analyze};
 use crate::model::load::{device_label, dtype_label};
 use crate::model::{LoadedModel, ModelSource};
 
@@ -27,16 +27,11 @@ pub fn model_summary(lm: &LoadedModel) -> ModelSummary {
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
     };
-    ModelSummary {
-        name,
-        arch: info.arch.label().to_string(),
-        layers: info.layers,
-        heads: info.heads,
-        d_model: info.d_model,
+    let runtime = Runtime {
         device: device_label(lm.model.device()),
         dtype: dtype_label(lm.model.dtype()).to_string(),
-        coconut_tokens: lm.tokenizer.coconut.is_some(),
-    }
+    };
+    ModelSummary::new(name, info, runtime, lm.tokenizer.coconut.is_some())
 }
 
 /// The baseline of the current settings, reused while only the interventions change.

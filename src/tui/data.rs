@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::analysis::importance::{Importance, ImportanceMethod};
-use crate::analysis::run::{RunAnalysis, RunParams};
+use crate::analysis::run::{RunAnalysis, RunParams, Runtime};
+use crate::model::ModelInfo;
 use crate::session::Session;
 
 /// What the header needs to know about the loaded model.
@@ -22,6 +23,22 @@ pub struct ModelSummary {
     pub dtype: String,
     /// Whether the tokenizer has `<|start-latent|>`, `<|end-latent|>`, `<|latent|>`.
     pub coconut_tokens: bool,
+}
+
+impl ModelSummary {
+    /// The header line of a model named `name` that runs on `runtime`.
+    pub fn new(name: String, info: &ModelInfo, runtime: Runtime, coconut_tokens: bool) -> Self {
+        ModelSummary {
+            name,
+            arch: info.arch.label().to_string(),
+            layers: info.layers,
+            heads: info.heads,
+            d_model: info.d_model,
+            device: runtime.device,
+            dtype: runtime.dtype,
+            coconut_tokens,
+        }
+    }
 }
 
 /// An error as one status-bar line: its causes joined, newlines as spaces.

@@ -12,6 +12,7 @@ use std::time::Instant;
 use super::app::{App, ImportanceState};
 use super::data::{ExportReport, Job, ModelSummary, SaveOutcome, WorkerMsg, error_line};
 use super::tab::Tab;
+use crate::analysis::run::Runtime;
 use crate::session::cli::default_plot_dir;
 use crate::session::{Session, SessionInputs, ViewState};
 
@@ -107,21 +108,20 @@ pub fn restore_view(app: &mut App, view: &ViewState) {
 
 /// The header's model line from a session.
 pub fn model_summary_of(session: &Session) -> ModelSummary {
-    let info = &session.current.model;
     let name = Path::new(&session.inputs.model).file_name().map_or_else(
         || session.inputs.model.clone(),
         |n| n.to_string_lossy().into(),
     );
-    ModelSummary {
-        name,
-        arch: info.arch.label().to_string(),
-        layers: info.layers,
-        heads: info.heads,
-        d_model: info.d_model,
+    let runtime = Runtime {
         device: session.inputs.device.clone(),
         dtype: session.inputs.dtype.clone(),
-        coconut_tokens: session.current.markers,
-    }
+    };
+    ModelSummary::new(
+        name,
+        &session.current.model,
+        runtime,
+        session.current.markers,
+    )
 }
 
 /// Prepares an app for a session reopened from `path`: its view is restored when the first
