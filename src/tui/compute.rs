@@ -11,7 +11,9 @@ use super::data::{ModelSummary, RunResult};
 use crate::analysis::importance::{
     Importance, ImportanceMethod, SweepControl, importance_of_answer,
 };
-use crate::analysis::run::{AnalysedRun, RunParams, Runtime, compare, run_and_analyze};
+use crate::analysis::run::{
+    AnalysedRun, RunAnalysis, RunParams, Runtime, compare, run_and_analyze,
+};
 use crate::model::load::{device_label, dtype_label};
 use crate::model::{LoadedModel, ModelSource};
 
@@ -34,10 +36,16 @@ pub fn model_summary(lm: &LoadedModel) -> ModelSummary {
     ModelSummary::new(name, info, runtime, lm.tokenizer.coconut.is_some())
 }
 
+/// The baseline run: what comparisons need, and its analysis as results share it.
+struct Baseline {
+    run: AnalysedRun,
+    shown: Arc<RunAnalysis>,
+}
+
 /// The baseline of the current settings, reused while only the interventions change.
 #[derive(Default)]
 pub struct BaselineCache {
-    data: Option<(AnalysedRun, Arc<crate::analysis::run::RunAnalysis>)>,
+    data: Option<Baseline>,
 }
 
 impl BaselineCache {
@@ -46,18 +54,18 @@ impl BaselineCache {
         lm: &LoadedModel,
         params: &RunParams,
         cancel: &AtomicBool,
-    ) -> Result<&(AnalysedRun, Arc<crate::analysis::run::RunAnalysis>)> {
+    ) -> Result<&Baseline> {
         let key = params.baseline();
         if self
             .data
             .as_ref()
-            .is_none_or(|d| d.0.analysis.params != key)
+            .is_none_or(|b| b.run.analysis.params != key)
         {
             self.data = None;
-            let mut base = run_and_analyze(&lm.model, &lm.tokenizer, &key, None, true, cancel)?;
-            base.analysis.comparison = compare(&base, &base);
-            let shown = Arc::new(base.analysis.clone());
-            self.data = Some((base, shown));
+            let mut run = run_and_analyze(&lm.model, &lm.tokenizer, &key, None, true, cancel)?;
+            run.analysis.comparison = compare(&run, &run);
+            let shown = Arc::new(run.analysis.clone());
+            self.data = Some(Baseline { run, shown });
         }
         Ok(self.data.as_ref().expect("just filled"))
     }
@@ -75,7 +83,7 @@ pub fn compute_run(
     cancel: &AtomicBool,
 ) -> Result<RunResult> {
     let t0 = Instant::now();
-    let (base, shown) = cache.get(lm, params, cancel)?;
+    let Baseline { run: base, shown } = cache.get(lm, params, cancel)?;
     let elapsed = || t0.elapsed().as_secs_f64() * 1e3;
     if params.interventions.is_empty() {
         let mut current = (**shown).clone();
