@@ -8,8 +8,10 @@
 
 use std::time::Instant;
 
-use coconut_lens::analysis::document::{HeadImportance, document_of_run};
-use coconut_lens::analysis::importance::{SweepControl, ablation_importance};
+use coconut_lens::analysis::importance::{
+    Importance, ImportanceMethod, SweepControl, ablation_importance,
+};
+use coconut_lens::analysis::run::{RunParams, analyze_run, compare};
 use coconut_lens::model::{Arch, Interventions, ModelSource, load_model};
 use coconut_lens::plot::{Format, export};
 use coconut_lens::session::{Session, SessionInputs, ViewState};
@@ -49,10 +51,20 @@ fn main() -> anyhow::Result<()> {
         ablated_heads: [(3, 5)].into(),
         skipped_layers: Default::default(),
     };
+    let params = |interventions: &Interventions| RunParams {
+        prompt: "a 60-token synthetic prompt".into(),
+        thoughts: spec.thoughts,
+        mode: spec.mode,
+        max_new_tokens: spec.max_new_tokens,
+        top_k: 5,
+        context_tokens: 0,
+        interventions: interventions.clone(),
+    };
     let base_run = run(m, tok, &ids, &spec, &m.hooks(&Interventions::default())?)?;
     let cur_run = run(m, tok, &ids, &spec, &m.hooks(&ablated)?)?;
-    let baseline = document_of_run(m, tok, &base_run, 5)?;
-    let mut current = document_of_run(m, tok, &cur_run, 5)?;
+    let baseline = analyze_run(m, tok, &base_run, params(&Interventions::default()), None)?;
+    let mut current = analyze_run(m, tok, &cur_run, params(&ablated), None)?;
+    current.analysis.comparison = compare(&baseline, &current);
     let mut progress = |_: usize, _: usize| {};
     let sweep = ablation_importance(
         m,
@@ -66,12 +78,16 @@ fn main() -> anyhow::Result<()> {
             cancel: None,
         },
     )?;
-    current.head_importance = Some(HeadImportance {
-        method: "ablation".into(),
-        answer_step: 0,
-        target: current.answer.ids.first().copied().unwrap_or(0),
-        values: sweep.heads,
-    });
+    let target = cur_run.answer_ids.first().copied().unwrap_or(0);
+    let importance = Importance {
+        method: ImportanceMethod::Ablation,
+        step: 0,
+        target: tok.display(target),
+        target_id: target,
+        heads: sweep.heads,
+        layers: sweep.layers,
+        compute_ms: 0.0,
+    };
     let session = Session::new(
         SessionInputs {
             model: model_dir.display().to_string(),
@@ -79,17 +95,12 @@ fn main() -> anyhow::Result<()> {
             revision: None,
             device: "cpu".into(),
             dtype: "f32".into(),
-            prompt: "a 60-token synthetic prompt".into(),
-            mode: "coconut".into(),
-            thoughts: "6".into(),
-            entropy_stop: None,
-            ablations: ablated,
-            importance_method: Some("ablation".into()),
-            settings: None,
+            importance_method: Some(ImportanceMethod::Ablation),
         },
         ViewState::default(),
-        baseline,
-        current,
+        baseline.analysis,
+        current.analysis,
+        Some(importance),
     );
     let out = dir.join("plots");
     // One untimed run (font registration, page cache), then the median of 7.

@@ -15,21 +15,23 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use coconut_lens::analysis::importance::ImportanceMethod;
+use coconut_lens::analysis::run::RunParams;
 use coconut_lens::model::{Arch, Interventions, ModelSource, load_model};
 use coconut_lens::synthetic::{Shape, write_random_model};
 use coconut_lens::thought::{ThoughtCount, ThoughtMode};
 use coconut_lens::tui::app::{Action, App, ImportanceState};
-use coconut_lens::tui::data::{Job, RunParams, WorkerMsg};
+use coconut_lens::tui::data::{Job, WorkerMsg};
+use coconut_lens::tui::events::handle;
 use coconut_lens::tui::sample::{self, SampleShape};
 use coconut_lens::tui::update::update;
 use coconut_lens::tui::view::render;
 use coconut_lens::tui::worker::Worker;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
-use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
 
-fn key(c: char) -> Action {
-    Action::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
+fn key(c: char) -> Event {
+    Event::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
 }
 
 fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
@@ -50,7 +52,7 @@ fn ready_app(shape: SampleShape) -> App {
         &mut app,
         Action::Worker(WorkerMsg::RunDone {
             generation,
-            result: Ok(Box::new(sample::run_view(shape, Interventions::default()))),
+            result: Ok(sample::result(shape, Interventions::default())),
         }),
     );
     app.importance = ImportanceState::Cancelled;
@@ -67,12 +69,12 @@ fn frame_times(app: &mut App, frames: usize) -> Vec<(char, (f64, f64, f64))> {
     ['1', '2', '3', '4', '5']
         .into_iter()
         .map(|tab| {
-            update(app, key(tab));
+            handle(app, &key(tab));
             let times = (0..frames)
                 .map(|i| {
                     let k = if i % 2 == 0 { 'l' } else { 'h' };
                     let t0 = Instant::now();
-                    update(app, key(k));
+                    handle(app, &key(k));
                     term.draw(|f| render(app, f)).unwrap();
                     t0.elapsed().as_secs_f64() * 1e3
                 })
@@ -103,6 +105,8 @@ fn bundled_shape_model(root: &Path) -> PathBuf {
 struct Live {
     worker: Worker,
     rx: mpsc::Receiver<WorkerMsg>,
+    /// The greedy answer of the last run (what a sweep job carries).
+    answer: std::cell::RefCell<Vec<u32>>,
 }
 
 impl Live {
@@ -124,7 +128,11 @@ impl Live {
             WorkerMsg::Loaded(_) => {}
             other => panic!("{other:?}"),
         }
-        Live { worker, rx }
+        Live {
+            worker,
+            rx,
+            answer: Default::default(),
+        }
     }
 
     /// Submits a job and waits for its result: milliseconds and the worker's own figure.
@@ -134,8 +142,10 @@ impl Live {
         loop {
             match self.rx.recv_timeout(Duration::from_secs(600)).unwrap() {
                 WorkerMsg::RunDone { result, .. } => {
-                    let view = result.unwrap();
-                    return (t0.elapsed().as_secs_f64() * 1e3, view.compute_ms);
+                    let current = result.unwrap().current;
+                    *self.answer.borrow_mut() =
+                        current.summary.answer.iter().map(|t| t.id).collect();
+                    return (t0.elapsed().as_secs_f64() * 1e3, current.compute_ms);
                 }
                 WorkerMsg::ImportanceDone { result, .. } => {
                     let imp = result.unwrap();
@@ -193,6 +203,7 @@ fn toggles(name: &str, dir: PathBuf, prompt: String, layers: usize, heads: usize
             generation,
             request: generation,
             params: params.clone(),
+            answer: live.answer.borrow().clone(),
             method: ImportanceMethod::Ablation,
         });
         std::thread::sleep(Duration::from_millis(delay_ms));
@@ -212,12 +223,19 @@ fn toggles(name: &str, dir: PathBuf, prompt: String, layers: usize, heads: usize
         "{name}: head toggle -> result while a sweep runs: median {med:.1} ms, max {max:.1} ms (toggles 0-300 ms into the sweep)"
     );
     params.interventions = Interventions::default();
+    // The sweeps score the answer of the run of these settings.
+    generation += 1;
+    live.time(Job::Run {
+        generation,
+        params: params.clone(),
+    });
     for method in [ImportanceMethod::Ablation, ImportanceMethod::Gradient] {
         generation += 1;
         let (ms, _) = live.time(Job::Importance {
             generation,
             request: generation,
             params: params.clone(),
+            answer: live.answer.borrow().clone(),
             method,
         });
         println!("{name}: head importance ({}) {ms:.0} ms", method.name());
@@ -235,13 +253,17 @@ fn toggles(name: &str, dir: PathBuf, prompt: String, layers: usize, heads: usize
         generation,
         request: generation,
         params: params.clone(),
+        answer: live.answer.borrow().clone(),
         method: ImportanceMethod::Ablation,
     });
     let mut frames = Vec::new();
     let t0 = Instant::now();
     loop {
         let t = Instant::now();
-        update(&mut app, key(if frames.len() % 2 == 0 { 'l' } else { 'h' }));
+        handle(
+            &mut app,
+            &key(if frames.len() % 2 == 0 { 'l' } else { 'h' }),
+        );
         term.draw(|f| render(&app, f)).unwrap();
         frames.push(t.elapsed().as_secs_f64() * 1e3);
         if let Ok(WorkerMsg::ImportanceDone { .. }) = live.rx.try_recv() {

@@ -1,7 +1,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use coconut_lens::cli::{Cli, Command, analyze};
+use coconut_lens::cli::analyze::analyze;
+use coconut_lens::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     // The trainer runs the parts of a batch on threads of its own (`--threads`) and every

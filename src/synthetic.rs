@@ -217,16 +217,19 @@ fn write_tokenizer(shape: &Shape, path: &Path) -> Result<()> {
         [START_LATENT, END_LATENT, LATENT].map(|t| tokenizers::AddedToken::from(t, true)),
     )
     .map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?;
-    tok.save(path, false)
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+    crate::files::replace_with(path, true, |tmp| {
+        tok.save(tmp, false)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", tmp.display()))
+    })
 }
 
 /// Writes `config.json`, `model.safetensors` and `tokenizer.json` of a random model to `dir`.
 pub fn write_random_model(dir: &Path, shape: &Shape, seed: u64) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    std::fs::write(
-        dir.join("config.json"),
-        serde_json::to_string_pretty(&config(shape))?,
+    crate::files::write_atomic(
+        &dir.join("config.json"),
+        serde_json::to_string_pretty(&config(shape))?.as_bytes(),
+        true,
     )?;
     write_tokenizer(shape, &dir.join("tokenizer.json"))?;
     let tensors = tensors(shape, seed);
@@ -242,11 +245,10 @@ pub fn write_random_model(dir: &Path, shape: &Shape, seed: u64) -> Result<()> {
             Ok((name.clone(), view))
         })
         .collect::<Result<Vec<_>>>()?;
-    let tmp = dir.join("model.safetensors.tmp");
-    safetensors::serialize_to_file(views, None, &tmp)
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e:?}", tmp.display()))?;
-    std::fs::rename(&tmp, dir.join("model.safetensors"))?;
-    Ok(())
+    crate::files::replace_with(&dir.join("model.safetensors"), true, |tmp| {
+        safetensors::serialize_to_file(views, None, tmp)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e:?}", tmp.display()))
+    })
 }
 
 /// A fixed synthetic prompt of `n` ids below `vocab` (the benchmarks' input).

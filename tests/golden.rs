@@ -80,3 +80,65 @@ fn bf16_matches_transformers_within_bf16_tolerance() {
         check_model(&loaded, golden_name, &Tol::BF16, Some(f32_model));
     }
 }
+
+/// `scale_attn_by_inverse_layer_idx` (transformers: block l divides its attention scores by
+/// l + 1): block 0 is unchanged, and block 1, whose input is then the same, attends with
+/// softmax(s / 2) = normalise(sqrt(p)) where the unscaled model attends with p = softmax(s).
+#[test]
+fn gpt2_scale_attn_by_inverse_layer_idx_divides_the_scores_of_block_l_by_l_plus_one() {
+    use coconut_lens::model::{Interventions, ModelSource, load_model};
+    use coconut_lens::thought::{RunSpec, ThoughtCount, ThoughtMode, run};
+
+    let plain_dir = model_dir("gpt2-tiny");
+    let scaled_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("gpt2-tiny-scaled");
+    std::fs::create_dir_all(&scaled_dir).unwrap();
+    for f in std::fs::read_dir(&plain_dir).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, scaled_dir.join(f.file_name().unwrap())).unwrap();
+    }
+    let config = scaled_dir.join("config.json");
+    let mut c: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    c["scale_attn_by_inverse_layer_idx"] = true.into();
+    std::fs::write(&config, c.to_string()).unwrap();
+
+    let spec = RunSpec {
+        thoughts: ThoughtCount::Fixed { n: 0 },
+        mode: ThoughtMode::Coconut,
+        max_new_tokens: 1,
+        context_rows: 1,
+        attention: true,
+        forced_answer: Vec::new(),
+    };
+    let attention = |dir: &std::path::Path| {
+        let lm = load_model(&ModelSource::Local(dir.into()), &Device::Cpu, DType::F32).unwrap();
+        let ids = lm
+            .tokenizer
+            .encode_prompt("Alex is a wumpus. Is Alex a yumpus?")
+            .unwrap();
+        let hooks = lm.model.hooks(&Interventions::default()).unwrap();
+        let r = run(&lm.model, &lm.tokenizer, &ids, &spec, &hooks).unwrap();
+        let layers = r.prompt_steps[0].attention.clone().unwrap();
+        layers
+            .into_iter()
+            .map(|a| a.unwrap().to_vec2::<f32>().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let (plain, scaled) = (attention(&plain_dir), attention(&scaled_dir));
+    assert!(plain.len() >= 2);
+    for (h, (p, s)) in plain[0].iter().zip(&scaled[0]).enumerate() {
+        for (a, b) in p.iter().zip(s) {
+            assert!((a - b).abs() < 1e-6, "block 0 head {h}: {a} vs {b}");
+        }
+    }
+    let mut moved = 0f32;
+    for (h, (p, s)) in plain[1].iter().zip(&scaled[1]).enumerate() {
+        let z: f32 = p.iter().map(|x| x.sqrt()).sum();
+        for (a, b) in p.iter().zip(s) {
+            let want = a.sqrt() / z;
+            assert!((want - b).abs() < 1e-5, "block 1 head {h}: {want} vs {b}");
+            moved = moved.max((a - b).abs());
+        }
+    }
+    assert!(moved > 1e-3, "the flag changes block 1's attention");
+}

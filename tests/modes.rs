@@ -282,7 +282,7 @@ fn auto_thoughts_stop_on_low_entropy() {
     let ents: Vec<f32> = full
         .thoughts
         .iter()
-        .map(|t| coconut_lens::thought::entropy(&t.logits).unwrap())
+        .map(|t| coconut_lens::numeric::entropy(&t.logits).unwrap())
         .collect();
     let t = (ents[0] + ents.iter().cloned().fold(f32::INFINITY, f32::min)) / 2.0;
     let want = ents.iter().position(|&e| e < t).map_or(5, |i| i + 1);

@@ -6,50 +6,115 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
+use std::sync::atomic::AtomicBool;
+
 use coconut_lens::analysis::document::analyze_prompt;
+use coconut_lens::analysis::importance::{Importance, ImportanceMethod};
+use coconut_lens::analysis::run::{RunParams, compare, run_and_analyze};
 use coconut_lens::data::rng::Rng;
+use coconut_lens::files::write_atomic_with;
 use coconut_lens::model::Interventions;
 use coconut_lens::plot::{Format, PlotKind, export, plot_size};
-use coconut_lens::session::{Session, SessionInputs, ViewState, write_atomic};
-use coconut_lens::thought::{RunSpec, ThoughtCount, ThoughtMode};
+use coconut_lens::session::{Session, SessionInputs, ViewState, v1};
+use coconut_lens::thought::{ThoughtCount, ThoughtMode};
 use common::*;
 
 const PROMPT: &str = "Every wumpus is a yumpus. Alex is a wumpus. Is Alex a yumpus?";
+
+fn params(interventions: Interventions) -> RunParams {
+    RunParams {
+        prompt: PROMPT.into(),
+        thoughts: ThoughtCount::Fixed { n: 3 },
+        mode: ThoughtMode::Coconut,
+        max_new_tokens: 4,
+        top_k: 5,
+        context_tokens: 0,
+        interventions,
+    }
+}
 
 /// A session of the GPT-2 fixture: 3 thoughts, head 1.0 ablated.
 fn fixture_session() -> Session {
     let loaded = load_dir("gpt2-tiny");
     let (m, tok) = (&loaded.model, &loaded.tokenizer);
-    let spec = RunSpec {
-        thoughts: ThoughtCount::Fixed { n: 3 },
-        mode: ThoughtMode::Coconut,
-        max_new_tokens: 4,
-        context_rows: 1,
-        attention: false,
-        forced_answer: Vec::new(),
-    };
     let ablations = Interventions {
         ablated_heads: [(1, 0)].into(),
         skipped_layers: Default::default(),
     };
-    let base = m.hooks(&Interventions::default()).unwrap();
-    let cur = m.hooks(&ablations).unwrap();
-    let (_, baseline) = analyze_prompt(m, tok, PROMPT, &spec, &base, 5).unwrap();
-    let (_, mut current) = analyze_prompt(m, tok, PROMPT, &spec, &cur, 5).unwrap();
-    current.head_importance = Some(coconut_lens::analysis::document::HeadImportance {
-        method: "ablation".into(),
-        answer_step: 2,
-        target: 7,
-        values: (0..m.info.layers)
+    let never = AtomicBool::new(false);
+    let base = run_and_analyze(
+        m,
+        tok,
+        &params(Interventions::default()),
+        None,
+        false,
+        &never,
+    )
+    .unwrap();
+    let mut cur = run_and_analyze(m, tok, &params(ablations), None, false, &never).unwrap();
+    cur.analysis.comparison = compare(&base, &cur);
+    let importance = Importance {
+        method: ImportanceMethod::Ablation,
+        step: 2,
+        target: "x".into(),
+        target_id: 7,
+        heads: (0..m.info.layers)
             .map(|l| {
                 (0..m.info.heads)
                     .map(|h| (l * 10 + h) as f32 * 1e-3)
                     .collect()
             })
             .collect(),
-    });
+        layers: vec![0.5; m.info.layers],
+        compute_ms: 1.0,
+    };
     Session::new(
         SessionInputs {
+            model: model_dir("gpt2-tiny").display().to_string(),
+            base: None,
+            revision: None,
+            device: "cpu".into(),
+            dtype: "f32".into(),
+            importance_method: Some(ImportanceMethod::Ablation),
+        },
+        ViewState {
+            tab: "heads".into(),
+            step: 2,
+            layer: 1,
+            head: 0,
+        },
+        base.analysis,
+        cur.analysis,
+        Some(importance),
+    )
+}
+
+/// A `coconut-lens.session.v1` file of the same run, as the previous version wrote it: the
+/// two analysis documents of `analyze`.
+fn v1_session_json() -> Vec<u8> {
+    let loaded = load_dir("gpt2-tiny");
+    let (m, tok) = (&loaded.model, &loaded.tokenizer);
+    let p = params(Interventions::default());
+    let spec = p.spec(false);
+    let ablations = Interventions {
+        ablated_heads: [(1, 0)].into(),
+        skipped_layers: Default::default(),
+    };
+    let (_, baseline) = analyze_prompt(
+        m,
+        tok,
+        PROMPT,
+        &spec,
+        &m.hooks(&p.interventions).unwrap(),
+        5,
+    )
+    .unwrap();
+    let (_, current) =
+        analyze_prompt(m, tok, PROMPT, &spec, &m.hooks(&ablations).unwrap(), 5).unwrap();
+    let old = v1::Session {
+        schema: v1::SCHEMA.into(),
+        saved_at: 0,
+        inputs: v1::SessionInputs {
             model: model_dir("gpt2-tiny").display().to_string(),
             base: None,
             revision: None,
@@ -60,18 +125,62 @@ fn fixture_session() -> Session {
             thoughts: "3".into(),
             entropy_stop: None,
             ablations,
-            importance_method: Some("ablation".into()),
-            settings: None,
+            importance_method: None,
+            settings: Some(v1::RunSettings {
+                max_new_tokens: Some(4),
+                top_k: Some(5),
+                context_tokens: None,
+                soft_top_k: None,
+                soft_top_p: None,
+            }),
         },
-        ViewState {
-            tab: "heads".into(),
-            step: 2,
-            layer: 1,
-            head: 0,
-        },
+        view: ViewState::default(),
         baseline,
         current,
-    )
+    };
+    serde_json::to_vec(&old).unwrap()
+}
+
+#[test]
+fn a_v1_session_opens_with_what_its_documents_hold() {
+    let s = Session::from_json(&v1_session_json()).unwrap();
+    assert_eq!(s.schema, coconut_lens::session::SCHEMA);
+    let want = fixture_session();
+    // The settings, the answers and the thoughts' lens are those of the same run today.
+    assert_eq!(s.params().interventions, want.params().interventions);
+    assert_eq!(s.params().thoughts, want.params().thoughts);
+    assert_eq!(s.params().max_new_tokens, 4);
+    assert_eq!(
+        s.current.summary.answer_text,
+        want.current.summary.answer_text
+    );
+    assert_eq!(s.current.blocks, want.current.blocks);
+    let thought = |a: &coconut_lens::analysis::run::RunAnalysis| {
+        a.steps
+            .iter()
+            .find(|st| st.kind == coconut_lens::thought::StepKind::Thought(1))
+            .unwrap()
+            .lens
+            .iter()
+            .map(|c| c.top.iter().map(|t| t.id).collect::<Vec<_>>())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(thought(&s.current), thought(&want.current));
+    // What v1 documents do not hold stays unknown: later answer steps, KL.
+    assert!(
+        s.current
+            .steps
+            .iter()
+            .all(|st| st.kind != coconut_lens::thought::StepKind::Answer(1))
+    );
+    assert!(s.current.comparison.kl_first.is_nan());
+    assert_eq!(
+        s.current.comparison.divergence,
+        want.current.comparison.divergence
+    );
+    // Upgraded, it saves as the current schema and reopens the same.
+    let again = Session::from_json(&s.to_json().unwrap()).unwrap();
+    assert_eq!(again.to_json().unwrap(), s.to_json().unwrap());
 }
 
 #[test]
@@ -115,7 +224,7 @@ fn a_write_that_fails_midway_leaves_the_old_file_intact() {
     old.save(&path, false).unwrap();
     let before = std::fs::read(&path).unwrap();
     let mut new = old.clone();
-    new.inputs.prompt = "something else entirely".into();
+    new.current.params.prompt = "something else entirely".into();
     let bytes = new.to_json().unwrap();
     // The disk fills up after half the bytes.
     let mut failing = |f: &mut std::fs::File, b: &[u8]| -> std::io::Result<()> {
@@ -123,7 +232,7 @@ fn a_write_that_fails_midway_leaves_the_old_file_intact() {
         f.write_all(&b[..b.len() / 2])?;
         Err(std::io::Error::other("no space left on device"))
     };
-    let err = write_atomic(&path, &bytes, true, &mut failing).unwrap_err();
+    let err = write_atomic_with(&path, &bytes, true, &mut failing).unwrap_err();
     assert!(format!("{err:#}").contains("no space left"), "{err:#}");
     assert_eq!(std::fs::read(&path).unwrap(), before, "old file changed");
     assert_eq!(
@@ -175,8 +284,8 @@ fn damaged_files_never_panic_the_loader() {
     }
     // Clear errors for other versions and other files.
     let text = String::from_utf8(good).unwrap();
-    let v2 = text.replace("coconut-lens.session.v1", "coconut-lens.session.v2");
-    let err = Session::from_json(v2.as_bytes()).unwrap_err().to_string();
+    let v9 = text.replace("coconut-lens.session.v2", "coconut-lens.session.v9");
+    let err = Session::from_json(v9.as_bytes()).unwrap_err().to_string();
     assert!(err.contains("not supported"), "{err}");
     let err = Session::from_json(br#"{"schema": "coconut-lens.analysis.v1"}"#)
         .unwrap_err()
@@ -279,10 +388,10 @@ fn plots_export_as_png_and_svg_with_labels() {
         );
     }
     // A token the lens decodes appears in the lens heatmap's cells.
-    let top = &s.current.thoughts[0].step.lens[0].top[0].text;
+    let top = &s.current.steps[0].lens[0].top[0].text;
     let svg = std::fs::read_to_string(dir.join("logit-lens.svg")).unwrap();
     let doc = roxmltree::Document::parse(&svg).unwrap();
-    let head: String = top.replace('Ġ', "·").chars().take(4).collect();
+    let head: String = top.chars().take(4).collect();
     assert!(
         doc.descendants()
             .any(|n| n.text().is_some_and(|t| t.trim_start().starts_with(&head))),
@@ -316,7 +425,7 @@ fn analyze_saves_a_session_that_export_plots() {
         String::from_utf8_lossy(&out.stderr)
     );
     let saved = Session::load(&session).unwrap();
-    assert_eq!(saved.inputs.ablations.skipped_layers, [1].into());
+    assert_eq!(saved.params().interventions.skipped_layers, [1].into());
     assert_ne!(
         saved.baseline, saved.current,
         "the baseline has no ablation"

@@ -101,7 +101,7 @@ fn bad_options_are_one_line_errors() {
 #[test]
 fn no_arguments_opens_the_bundled_model() {
     // Everything is checked and the bundled model found; only the terminal is missing here.
-    assert!(coconut_lens::cli::bundled_model_path().is_dir());
+    assert!(coconut_lens::cli::args::bundled_model_path().is_dir());
     let out = run(&[]);
     assert_one_line_error(&out, "needs a terminal");
 }

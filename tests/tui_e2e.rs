@@ -7,12 +7,15 @@ mod common;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use coconut_lens::analysis::run::RunParams;
 use coconut_lens::model::{ModelSource, load_model};
-use coconut_lens::tui::app::{Action, App, ImportanceState, Tab};
-use coconut_lens::tui::data::{Job, RunParams, WorkerMsg};
+use coconut_lens::tui::app::{Action, App, ImportanceState};
+use coconut_lens::tui::data::{Job, WorkerMsg};
+use coconut_lens::tui::events::action_of;
+use coconut_lens::tui::tab::Tab;
 use coconut_lens::tui::update::update;
 use coconut_lens::tui::worker::Worker;
-use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
 
 struct Harness {
     app: App,
@@ -38,8 +41,15 @@ impl Harness {
         }
     }
 
+    /// A terminal event, mapped to its action as the runtime does.
+    fn press(&mut self, ev: Event) {
+        if let Some(action) = action_of(&self.app, &ev) {
+            self.act(action);
+        }
+    }
+
     fn key(&mut self, c: char) {
-        self.act(Action::Key(KeyEvent::new(
+        self.press(Event::Key(KeyEvent::new(
             KeyCode::Char(c),
             KeyModifiers::NONE,
         )));
@@ -55,7 +65,6 @@ impl Harness {
             );
             match self.rx.recv_timeout(Duration::from_millis(20)) {
                 Ok(msg) => self.act(Action::Worker(msg)),
-                // Time passes: ticks start the Heads tab's delayed sweep.
                 Err(_) => self.act(Action::Tick),
             }
             assert!(self.app.fatal.is_none(), "{:?}", self.app.fatal);
@@ -163,14 +172,14 @@ fn thoughts_mode_and_prompt_recompute_on_the_worker() {
     assert_eq!(h.app.run.as_ref().unwrap().params.mode.name(), "soft");
     assert!(h.screen()[1].contains("mode soft"));
     h.key('p');
-    h.act(Action::Key(KeyEvent::new(
+    h.press(Event::Key(KeyEvent::new(
         KeyCode::Char('u'),
         KeyModifiers::CONTROL,
     )));
     for c in "Tom is a cat. Is Tom a cat?".chars() {
         h.key(c);
     }
-    h.act(Action::Key(KeyEvent::new(
+    h.press(Event::Key(KeyEvent::new(
         KeyCode::Enter,
         KeyModifiers::NONE,
     )));
@@ -195,7 +204,7 @@ fn engine_errors_show_in_red_and_keep_the_last_result() {
     // gpt2-tiny has a context of 128 positions: a 130-word prompt does not fit.
     h.key('p');
     h.act(Action::Paste(" wumpus".repeat(130)));
-    h.act(Action::Key(KeyEvent::new(
+    h.press(Event::Key(KeyEvent::new(
         KeyCode::Enter,
         KeyModifiers::NONE,
     )));
@@ -233,7 +242,7 @@ fn the_sweep_can_be_cancelled_and_stale_jobs_never_show() {
     // Esc right after the sweep starts: cancelled, or finished if it was faster than the key.
     h.key('S');
     assert!(matches!(h.app.importance, ImportanceState::Running { .. }));
-    h.act(Action::Key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE)));
+    h.press(Event::Key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE)));
     h.settle();
     assert!(
         h.app.importance == ImportanceState::Cancelled || h.app.current_importance().is_some(),
@@ -241,9 +250,9 @@ fn the_sweep_can_be_cancelled_and_stale_jobs_never_show() {
         h.app.importance
     );
     assert!(matches!(
-        update(
+        coconut_lens::tui::events::handle(
             &mut h.app,
-            Action::Key(KeyEvent::new(KeyCode::Char('S'), KeyModifiers::NONE))
+            &Event::Key(KeyEvent::new(KeyCode::Char('S'), KeyModifiers::NONE))
         ),
         Some(Job::Importance { .. })
     ));

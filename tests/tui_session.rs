@@ -8,13 +8,16 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use coconut_lens::analysis::run::RunParams;
 use coconut_lens::session::Session;
-use coconut_lens::tui::app::{Action, App, Tab};
-use coconut_lens::tui::data::{RunParams, WorkerMsg};
-use coconut_lens::tui::saved::{params_of, reopen, session_of};
+use coconut_lens::tui::app::{Action, App};
+use coconut_lens::tui::data::WorkerMsg;
+use coconut_lens::tui::events::action_of;
+use coconut_lens::tui::saved::{reopen, session_of};
+use coconut_lens::tui::tab::Tab;
 use coconut_lens::tui::update::update;
 use coconut_lens::tui::worker::Worker;
-use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
 
 struct Harness {
     app: App,
@@ -35,11 +38,18 @@ impl Harness {
         if let Some(job) = update(&mut self.app, action) {
             self.worker.submit(job);
         }
+    }
+
+    /// A terminal event, mapped to its action as the runtime does.
+    fn press(&mut self, ev: Event) {
+        if let Some(action) = action_of(&self.app, &ev) {
+            self.act(action);
+        }
         self.settle();
     }
 
     fn key(&mut self, code: KeyCode) {
-        self.act(Action::Key(KeyEvent::new(code, KeyModifiers::NONE)));
+        self.press(Event::Key(KeyEvent::new(code, KeyModifiers::NONE)));
     }
 
     fn ch(&mut self, c: char) {
@@ -108,15 +118,11 @@ fn explore_and_save(path: &Path) -> (Harness, Session) {
 /// What `coconut-lens --session FILE` builds before the worker reports.
 fn reopened_app(path: &Path) -> App {
     let session = Session::load(path).unwrap();
-    // Command-line values unlike the saved ones: the file's settings win.
-    let cli = RunParams {
-        max_new_tokens: 16,
-        top_k: 3,
-        context_tokens: 1,
-        ..params()
-    };
-    let p = params_of(&session.inputs, &cli, (5, 0.95), 16).unwrap();
-    let mut app = App::new(session.inputs.model.clone(), p, (120, 40));
+    let mut app = App::new(
+        session.inputs.model.clone(),
+        session.params().clone(),
+        (120, 40),
+    );
     reopen(&mut app, path.to_path_buf(), Box::new(session));
     app
 }
@@ -128,26 +134,13 @@ fn a_saved_session_reopens_with_the_model_to_the_same_state_and_results() {
     let (h, saved) = explore_and_save(&path);
     assert_eq!(saved.view.tab, "heads");
     assert_eq!((saved.view.layer, saved.view.head), (1, 2));
+    let p = saved.params();
     assert_eq!(
-        saved
-            .inputs
-            .ablations
-            .ablated_heads
-            .iter()
-            .collect::<Vec<_>>(),
+        p.interventions.ablated_heads.iter().collect::<Vec<_>>(),
         [&(1, 1)]
     );
-    assert!(saved.current.head_importance.is_some());
-    assert_eq!(
-        saved.inputs.settings,
-        Some(coconut_lens::session::RunSettings {
-            max_new_tokens: Some(4),
-            top_k: Some(5),
-            context_tokens: Some(3),
-            soft_top_k: None,
-            soft_top_p: None,
-        })
-    );
+    assert!(saved.importance.is_some());
+    assert_eq!((p.max_new_tokens, p.top_k, p.context_tokens), (4, 5, 3));
     assert_ne!(saved.baseline, saved.current, "the ablation shows");
     // Never overwritten without asking.
     let mut h = h;
@@ -165,7 +158,7 @@ fn a_saved_session_reopens_with_the_model_to_the_same_state_and_results() {
         h.app.status
     );
     h.ch('n');
-    assert_eq!(Session::load(&path).unwrap(), saved);
+    assert!(Session::load(&path).unwrap().same_results(&saved));
 
     let mut r = Harness::new(reopened_app(&path), Some("gpt2-tiny"));
     assert!(r.app.read_only.is_none());
@@ -178,19 +171,8 @@ fn a_saved_session_reopens_with_the_model_to_the_same_state_and_results() {
     let again = session_of(&r.app).unwrap();
     assert_eq!(again.inputs, saved.inputs);
     assert_eq!(again.view, saved.view);
-    // As the file holds them (the model's context length and end tokens are not saved).
-    let json = |d| serde_json::to_value(d).unwrap();
-    assert_eq!(
-        json(&again.baseline),
-        json(&saved.baseline),
-        "same baseline results"
-    );
-    assert_eq!(
-        json(&again.current),
-        json(&saved.current),
-        "same current results"
-    );
-    assert!(coconut_lens::tui::saved::same_results(&again, &saved));
+    // As the file holds them (compute times, the model's context length and end tokens aside).
+    assert!(again.same_results(&saved), "same results");
     // The screens agree apart from the header's timing and the status line.
     let (a, b) = (h.screen(), r.screen());
     assert_eq!(a[2..38], b[2..38]);
@@ -237,8 +219,148 @@ fn without_its_model_a_session_shows_its_saved_results_read_only() {
     r.ch(' ');
     let st = r.app.status.clone().unwrap();
     assert!(st.error && st.text.contains("read-only session"), "{st:?}");
-    assert_eq!(r.app.params.interventions, saved.inputs.ablations);
-    // The lens shows the saved thoughts and first answer step; attention is unavailable.
+    assert_eq!(r.app.params, *saved.params());
+    // Lens, Layers, Attention and Compare show what the live run showed (the header's timing
+    // and the status line aside).
+    let mut h = h;
+    for tab in ['1', '2', '4', '5'] {
+        h.ch(tab);
+        r.ch(tab);
+        // The same cursor on both (a session records one layer: the Heads tab's row here).
+        (r.app.step, r.app.layer, r.app.head) = (h.app.step, h.app.layer, h.app.head);
+        let (live, saved) = (h.screen(), r.screen());
+        assert_eq!(live[2..38], saved[2..38], "tab {tab}");
+    }
+    let att = r.screen();
+    assert!(
+        !att.iter().any(|l| l.contains("not saved")),
+        "attention is saved: {att:#?}"
+    );
+    // Saving again writes the same results.
+    let copy = dir.join("copy.json");
+    r.ch('s');
+    r.act(Action::Paste(copy.display().to_string()));
+    r.key(KeyCode::Enter);
+    let c = Session::load(&copy).unwrap();
+    assert!(c.same_results(&saved));
+    assert!(matches!(r.app.status.as_ref(), Some(s) if !s.error));
+}
+
+/// What the explorer shows (and saves) is what the engine computes for the same run without
+/// the explorer's extras: recording prompt steps and attention changes no number.
+#[test]
+fn the_explorers_analysis_is_the_engines() {
+    use coconut_lens::analysis::run::{RunAnalysis, run_and_analyze};
+    use coconut_lens::thought::StepKind;
+    use coconut_lens::tui::compute::{BaselineCache, compute_run};
+    use std::sync::atomic::AtomicBool;
+
+    let never = AtomicBool::new(false);
+    for fixture in ["gpt2-tiny", "llama-tiny-gqa"] {
+        let lm = common::load_dir(fixture);
+        let mut params = common::tui::tiny_params();
+        params.interventions.ablated_heads.insert((1, 0));
+        let shown = compute_run(&lm, &params, &mut BaselineCache::default(), &never)
+            .unwrap()
+            .current;
+        let plain = RunParams {
+            context_tokens: 0,
+            ..params.clone()
+        };
+        let target = shown.target.as_ref().map(|t| t.id);
+        let engine = run_and_analyze(&lm.model, &lm.tokenizer, &plain, target, false, &never)
+            .unwrap()
+            .analysis;
+        let steps = |a: &RunAnalysis| {
+            a.steps
+                .iter()
+                .filter(|s| s.kind != StepKind::Prompt)
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        let (a, b) = (steps(&shown), steps(&engine));
+        assert_eq!(a.len(), b.len(), "{fixture}");
+        assert_eq!(
+            shown.steps.len() - a.len(),
+            params.context_tokens,
+            "{fixture}: prompt steps"
+        );
+        let with_attention: Vec<_> = a.iter().filter(|s| s.attention.is_some()).collect();
+        assert!(!with_attention.is_empty(), "{fixture}");
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!((x.kind, x.position), (y.kind, y.position), "{fixture}");
+            assert!(y.attention.is_none(), "{fixture}");
+            assert_eq!(x.angular, y.angular, "{fixture}");
+            for (cx, cy) in x.lens.iter().zip(&y.lens) {
+                let ids = |c: &coconut_lens::analysis::run::LensCell| {
+                    c.top.iter().map(|t| t.id).collect::<Vec<_>>()
+                };
+                assert_eq!(ids(cx), ids(cy), "{fixture}");
+                assert!((cx.entropy - cy.entropy).abs() < 1e-6, "{fixture}");
+                assert_eq!(cx.target_rank, cy.target_rank, "{fixture}");
+                for (tx, ty) in cx.top.iter().zip(&cy.top) {
+                    assert!((tx.prob - ty.prob).abs() < 1e-6, "{fixture}");
+                    assert_eq!(tx.text, ty.text);
+                }
+            }
+        }
+        assert_eq!(shown.summary.answer_text, engine.summary.answer_text);
+        assert_eq!(shown.blocks, engine.blocks, "{fixture}");
+    }
+}
+
+/// A file of schema v1 (two `analyze` documents) reopened without its model: what the
+/// documents hold is shown, what they never held is n/a, not invented.
+#[test]
+fn a_v1_session_without_its_model_shows_what_its_documents_hold() {
+    use coconut_lens::analysis::document::analyze_prompt;
+    use coconut_lens::model::Interventions;
+    use coconut_lens::session::v1;
+
+    let dir = scratch("tui-session-v1");
+    let path = dir.join("old.json");
+    let lm = common::load_dir("gpt2-tiny");
+    let p = params();
+    let spec = RunParams {
+        context_tokens: 0,
+        ..p.clone()
+    }
+    .spec(false);
+    let ablations = Interventions {
+        ablated_heads: [(1, 1)].into(),
+        skipped_layers: Default::default(),
+    };
+    let doc = |iv: &Interventions| {
+        let hooks = lm.model.hooks(iv).unwrap();
+        analyze_prompt(&lm.model, &lm.tokenizer, &p.prompt, &spec, &hooks, p.top_k)
+            .unwrap()
+            .1
+    };
+    let old = v1::Session {
+        schema: v1::SCHEMA.into(),
+        saved_at: 0,
+        inputs: v1::SessionInputs {
+            model: dir.join("no-such-model").display().to_string(),
+            base: None,
+            revision: None,
+            device: "cpu".into(),
+            dtype: "f32".into(),
+            prompt: p.prompt.clone(),
+            mode: "coconut".into(),
+            thoughts: "3".into(),
+            entropy_stop: None,
+            ablations: ablations.clone(),
+            importance_method: None,
+            settings: None,
+        },
+        view: Default::default(),
+        baseline: doc(&Interventions::default()),
+        current: doc(&ablations),
+    };
+    std::fs::write(&path, serde_json::to_vec(&old).unwrap()).unwrap();
+    let mut r = Harness::new(reopened_app(&path), None);
+    assert!(r.app.read_only.is_some());
+    assert_eq!(r.app.params.interventions, ablations);
     r.ch('1');
     let lens = r.screen();
     assert!(
@@ -249,90 +371,15 @@ fn without_its_model_a_session_shows_its_saved_results_read_only() {
     r.ch('4');
     let att = r.screen();
     assert!(
-        att.iter()
-            .any(|l| l.contains("Attention is not saved in session files")),
+        att.iter().any(|l| l.contains("not in its session file")),
         "{att:#?}"
     );
-    // Compare: what the documents lack is n/a, not invented.
     r.ch('5');
     let cmp = r.screen();
     assert!(cmp.iter().any(|l| l.contains("p(answer)  n/a")), "{cmp:#?}");
     assert!(
         cmp.iter()
-            .any(|l| l.contains("of the first answer token n/a (not in the session)")),
+            .any(|l| l.contains("of the first answer token n/a (not in the v1 session file)")),
         "{cmp:#?}"
     );
-    // Saving again writes the same results.
-    let copy = dir.join("copy.json");
-    r.ch('s');
-    r.act(Action::Paste(copy.display().to_string()));
-    r.key(KeyCode::Enter);
-    let c = Session::load(&copy).unwrap();
-    assert_eq!(
-        (c.inputs, c.baseline, c.current),
-        (saved.inputs, saved.baseline, saved.current)
-    );
-    assert!(matches!(r.app.status.as_ref(), Some(s) if !s.error));
-}
-
-/// What the explorer saves as the engine's document is what `analyze` computes for the same
-/// run: the explorer derives it from its own lens pass instead of a second one.
-#[test]
-fn the_explorers_document_is_the_engines() {
-    use coconut_lens::analysis::document::analyze_prompt;
-    use coconut_lens::thought::RunSpec;
-    use std::sync::atomic::AtomicBool;
-
-    for fixture in ["gpt2-tiny", "llama-tiny-gqa"] {
-        let lm = common::load_dir(fixture);
-        let mut params = common::tui::tiny_params();
-        params.interventions.ablated_heads.insert((1, 0));
-        let shown =
-            coconut_lens::tui::compute::analyse_run(&lm, &params, None, &AtomicBool::new(false))
-                .unwrap()
-                .document;
-        let spec = RunSpec {
-            thoughts: params.thoughts,
-            mode: params.mode,
-            max_new_tokens: params.max_new_tokens,
-            context_rows: 1,
-            attention: false,
-            forced_answer: Vec::new(),
-        };
-        let hooks = lm.model.hooks(&params.interventions).unwrap();
-        let (_, engine) = analyze_prompt(
-            &lm.model,
-            &lm.tokenizer,
-            &params.prompt,
-            &spec,
-            &hooks,
-            params.top_k,
-        )
-        .unwrap();
-        assert_eq!(shown.tokens, engine.tokens, "{fixture}");
-        assert_eq!(shown.answer.ids, engine.answer.ids, "{fixture}");
-        assert_eq!(shown.thoughts.len(), engine.thoughts.len(), "{fixture}");
-        let steps = |d: &coconut_lens::analysis::document::AnalysisDocument| {
-            let mut v: Vec<_> = d.thoughts.iter().map(|t| t.step.clone()).collect();
-            v.push(d.answer.first.clone());
-            v
-        };
-        for (a, b) in steps(&shown).iter().zip(steps(&engine)) {
-            assert_eq!(a.position, b.position, "{fixture}");
-            assert!((a.entropy - b.entropy).abs() < 1e-6, "{fixture}");
-            assert_eq!(a.angular, b.angular, "{fixture}");
-            assert_eq!(a.lens.len(), b.lens.len(), "{fixture}");
-            for (la, lb) in a.lens.iter().zip(&b.lens) {
-                let ids = |l: &coconut_lens::analysis::LensLayer| {
-                    l.top.iter().map(|t| t.id).collect::<Vec<_>>()
-                };
-                assert_eq!(ids(la), ids(lb), "{fixture} layer {}", la.layer);
-                for (ta, tb) in la.top.iter().zip(&lb.top) {
-                    assert!((ta.prob - tb.prob).abs() < 1e-6, "{fixture}");
-                    assert_eq!(ta.text, tb.text);
-                }
-            }
-        }
-        assert_eq!(shown.blocks, engine.blocks, "{fixture}");
-    }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use coconut_lens::analysis::{analyze_steps, prune_blocks, resid_host};
+use coconut_lens::analysis::run::{RunParams, analyze_run};
 use coconut_lens::model::{Interventions, LoadedModel};
 use coconut_lens::thought::{RunSpec, ThoughtCount, ThoughtMode, run};
 
@@ -36,16 +36,24 @@ pub fn spec() -> RunSpec {
     }
 }
 
-/// The whole user-facing pipeline: run, then lens/entropy/angular at every step, blocks.
+/// The whole user-facing pipeline: run, then the analysis (lens, entropy, tracked rank and
+/// angular distances at every step, blocks).
 pub fn pipeline(m: &LoadedModel, ids: &[u32]) -> usize {
     let hooks = m.model.hooks(&Interventions::default()).unwrap();
     let r = run(&m.model, &m.tokenizer, ids, &spec(), &hooks).unwrap();
     // Fixed work: the random model must not stop early on its end-of-text token.
     assert_eq!(r.thoughts.len(), THOUGHTS);
-    let steps: Vec<_> = r.thoughts.iter().chain(&r.answer).collect();
-    let analyses = analyze_steps(&m.model, &m.tokenizer, &steps, 5).unwrap();
-    let resids: Vec<_> = r.thoughts.iter().map(|t| resid_host(t).unwrap()).collect();
-    analyses.len() + prune_blocks(&resids).len()
+    let params = RunParams {
+        prompt: String::new(),
+        thoughts: spec().thoughts,
+        mode: spec().mode,
+        max_new_tokens: ANSWER_TOKENS,
+        top_k: 5,
+        context_tokens: 0,
+        interventions: Interventions::default(),
+    };
+    let a = analyze_run(&m.model, &m.tokenizer, &r, params, None).unwrap();
+    a.analysis.steps.len() + a.analysis.blocks.len()
 }
 
 /// The PyTorch pipeline's median time (`scripts/bench_torch.py`), when `COCONUT_LENS_PYTHON`

@@ -1,11 +1,14 @@
-//! The analysis document, schema `coconut-lens.analysis.v1`, shared by `analyze`, the TUI and sessions.
+//! The analysis document, schema `coconut-lens.analysis.v1`: what `analyze` prints, a view of
+//! a [`RunAnalysis`] (its thoughts and the answer's first position). Session files of
+//! schema v1 hold two of them.
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use super::{BlockChoice, StepAnalysis, analyze_steps, prune_blocks, resid_host};
+use super::run::{RunAnalysis, RunParams, Runtime, Step, analyze_run};
+use super::{BlockChoice, LensLayer, StepAnalysis, TokenProb};
 use crate::model::{Hooks, Model, ModelInfo, Tokenizer};
-use crate::thought::{Run, RunSpec, run};
+use crate::thought::{Run, RunSpec, StepKind, run};
 
 pub const SCHEMA: &str = "coconut-lens.analysis.v1";
 
@@ -58,15 +61,6 @@ pub fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-/// Where the analysis ran.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-pub struct Runtime {
-    /// `cpu` or `cuda:N`.
-    pub device: String,
-    /// The model's dtype: `f32`, `f16` or `bf16`.
-    pub dtype: String,
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AnalysisDocument {
     pub schema: String,
@@ -85,76 +79,73 @@ pub struct AnalysisDocument {
     pub timings: Timings,
 }
 
-/// Analyses a finished run.
-pub fn document_of_run(
-    model: &Model,
-    tokenizer: &Tokenizer,
-    run: &Run,
-    top_k: usize,
-) -> Result<AnalysisDocument> {
-    let mut steps: Vec<_> = run.thoughts.iter().collect();
-    steps.push(run.answer_first());
-    let analyses = analyze_steps(model, tokenizer, &steps, top_k)?;
-    document_from_analyses(model, tokenizer, run, analyses)
-}
-
-/// The analysis document of `run` from the analyses of its thoughts and of the answer's
-/// first position, in that order (see [`crate::analysis::step_analysis`]).
-pub fn document_from_analyses(
-    model: &Model,
-    tokenizer: &Tokenizer,
-    run: &Run,
-    mut analyses: Vec<StepAnalysis>,
-) -> Result<AnalysisDocument> {
-    if analyses.len() != run.thoughts.len() + 1 {
-        anyhow::bail!(
-            "{} step analyses for a run of {} thoughts and an answer",
-            analyses.len(),
-            run.thoughts.len()
-        );
-    }
-    let first = analyses.pop().expect("answer step analysed");
-    let thoughts = run
-        .thoughts
-        .iter()
-        .zip(analyses)
-        .enumerate()
-        .map(|(i, (_, step))| ThoughtAnalysis { index: i + 1, step })
-        .collect();
-    let thought_resids = run
-        .thoughts
-        .iter()
-        .map(resid_host)
-        .collect::<Result<Vec<_>>>()?;
-    Ok(AnalysisDocument {
-        schema: SCHEMA.to_string(),
-        model: model.info.clone(),
-        runtime: Runtime {
-            device: crate::model::load::device_label(model.device()),
-            dtype: crate::model::load::dtype_label(model.dtype()).to_string(),
-        },
-        tokens: run
-            .input_ids
-            .iter()
-            .map(|&id| TokenInfo {
-                id,
-                text: tokenizer.token_text(id),
+impl AnalysisDocument {
+    /// The document of an analysed run: its thoughts and the answer's first position, token
+    /// texts as vocabulary strings (`tok`); no importance, timings zero.
+    pub fn of_run(a: &RunAnalysis, tok: &Tokenizer) -> AnalysisDocument {
+        let step = |s: &Step| StepAnalysis {
+            position: s.position,
+            entropy: s.entropy(),
+            lens: s
+                .lens
+                .iter()
+                .enumerate()
+                .map(|(layer, cell)| LensLayer {
+                    layer,
+                    top: cell
+                        .top
+                        .iter()
+                        .map(|t| TokenProb {
+                            id: t.id,
+                            text: tok.token_text(t.id),
+                            prob: t.prob,
+                        })
+                        .collect(),
+                })
+                .collect(),
+            angular: s.angular.clone(),
+        };
+        let thoughts = a
+            .steps_where(|k| matches!(k, StepKind::Thought(_)))
+            .enumerate()
+            .map(|(i, s)| ThoughtAnalysis {
+                index: i + 1,
+                step: step(s),
             })
-            .collect(),
-        thoughts,
-        answer: AnswerAnalysis {
-            ids: run.answer_ids.clone(),
-            text: tokenizer.decode(&run.answer_ids)?,
-            first,
-        },
-        blocks: prune_blocks(&thought_resids),
-        head_importance: None,
-        layer_importance: None,
-        timings: Timings::default(),
-    })
+            .collect();
+        let first = a
+            .steps_where(|k| k == StepKind::Answer(0))
+            .next()
+            .map(step)
+            .expect("every run has an answer step");
+        AnalysisDocument {
+            schema: SCHEMA.to_string(),
+            model: a.model.clone(),
+            runtime: a.runtime.clone(),
+            tokens: a
+                .input_ids
+                .iter()
+                .map(|&id| TokenInfo {
+                    id,
+                    text: tok.token_text(id),
+                })
+                .collect(),
+            thoughts,
+            answer: AnswerAnalysis {
+                ids: a.summary.answer.iter().map(|t| t.id).collect(),
+                text: a.summary.answer_text.clone(),
+                first,
+            },
+            blocks: a.blocks.clone(),
+            head_importance: None,
+            layer_importance: None,
+            timings: Timings::default(),
+        }
+    }
 }
 
-/// Runs and analyses a prompt.
+/// Runs and analyses a prompt; the document as `analyze` prints it (before importance and
+/// timings). `hooks` are recorded in the analysis as no interventions.
 pub fn analyze_prompt(
     model: &Model,
     tokenizer: &Tokenizer,
@@ -165,6 +156,16 @@ pub fn analyze_prompt(
 ) -> Result<(Run, AnalysisDocument)> {
     let ids = tokenizer.encode_prompt(prompt)?;
     let run = run(model, tokenizer, &ids, spec, hooks)?;
-    let doc = document_of_run(model, tokenizer, &run, top_k)?;
+    let params = RunParams {
+        prompt: prompt.to_string(),
+        thoughts: spec.thoughts,
+        mode: spec.mode,
+        max_new_tokens: spec.max_new_tokens,
+        top_k,
+        context_tokens: spec.context_rows.saturating_sub(1),
+        interventions: Default::default(),
+    };
+    let analysed = analyze_run(model, tokenizer, &run, params, None)?;
+    let doc = AnalysisDocument::of_run(&analysed.analysis, tokenizer);
     Ok((run, doc))
 }

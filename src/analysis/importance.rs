@@ -12,6 +12,7 @@ use candle_core::{D, DType, IndexOp, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Capture, Hooks, Interventions, KvCache, Model, OpMode, Tokenizer};
+use crate::numeric::{kl, kl_rows, log_probs};
 use crate::thought::{Run, RunSpec, StepRecord, continue_batch, prefix_ids, run};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,45 +144,6 @@ pub fn scored_spec_of_answer(
         ..spec.clone()
     };
     Ok((scored, target))
-}
-
-/// Log-probabilities `[B, V]` (f32, on the logits' device).
-fn log_probs(logits: &Tensor) -> Result<Tensor> {
-    Ok(candle_nn::ops::log_softmax(
-        &logits.to_dtype(DType::F32)?,
-        D::Minus1,
-    )?)
-}
-
-/// KL(p ‖ q) in nats from log-probabilities.
-pub fn kl(log_p: &[f32], log_q: &[f32]) -> f32 {
-    log_p
-        .iter()
-        .zip(log_q)
-        .map(|(&lp, &lq)| {
-            let p = (lp as f64).exp();
-            if p == 0.0 {
-                0.0
-            } else {
-                p * (lp as f64 - lq as f64)
-            }
-        })
-        .sum::<f64>()
-        .max(0.0) as f32
-}
-
-/// [`kl`] of `log_p` (`[1, V]`) against each row of `log_q` (`[B, V]`), in f64 on their
-/// device: only the `B` divergences reach the host.
-pub fn kl_rows(log_p: &Tensor, log_q: &Tensor) -> Result<Vec<f32>> {
-    let lp = log_p.to_dtype(DType::F64)?;
-    let lq = log_q.to_dtype(DType::F64)?;
-    let p = lp.exp()?;
-    let terms = p.broadcast_mul(&lp.broadcast_sub(&lq)?)?;
-    // p = 0 contributes nothing (and would give 0 · ∞ = NaN where log p = -inf).
-    let nonzero = p.gt(0.0)?.broadcast_as(terms.shape())?;
-    let terms = nonzero.where_cond(&terms, &terms.zeros_like()?)?;
-    let kl: Vec<f64> = terms.sum(D::Minus1)?.to_vec1()?;
-    Ok(kl.into_iter().map(|k| k.max(0.0) as f32).collect())
 }
 
 /// `[B, layers, heads]` gates: the base gates with one extra head zeroed per variant.
@@ -371,35 +333,68 @@ pub fn gradient_importance(
     Ok(g.abs()?.to_dtype(DType::F32)?.to_vec2()?)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Head and layer importance for one run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Importance {
+    pub method: ImportanceMethod,
+    /// The answer token (0-based) whose distribution (ablation) or log-probability (gradient)
+    /// is measured; earlier answer tokens are forced to the run's own.
+    pub step: usize,
+    /// The greedy token at that step, as shown.
+    pub target: String,
+    /// Its token id.
+    pub target_id: u32,
+    /// `[layers][heads]`.
+    pub heads: Vec<Vec<f32>>,
+    /// `[layers]`: KL when the layer is skipped (ablation) or the sum over its heads (gradient).
+    pub layers: Vec<f32>,
+    pub compute_ms: f64,
+}
 
-    #[test]
-    fn device_kl_equals_host_kl() {
-        let dev = candle_core::Device::Cpu;
-        let logits = Tensor::new(
-            &[
-                [1.0f32, 2.0, -1.0, 0.5],
-                [1.1, 1.9, -1.2, 0.4],
-                [-3.0, 4.0, 0.0, 0.0],
-            ],
-            &dev,
-        )
-        .unwrap();
-        let lp = log_probs(&logits).unwrap();
-        let rows: Vec<Vec<f32>> = lp.to_vec2().unwrap();
-        let got = kl_rows(&lp.narrow(0, 0, 1).unwrap(), &lp).unwrap();
-        for (row, g) in rows.iter().zip(&got) {
-            let want = kl(&rows[0], row);
-            assert!((g - want).abs() <= 1e-7 * want.max(1.0), "{g} vs {want}");
+/// Head and layer importance of the run of `params` whose greedy answer is `answer`, scored at
+/// the answer token the lens tracks (see [`crate::analysis::run::tracked_step`]) with the
+/// answer before it forced.
+pub fn importance_of_answer(
+    model: &Model,
+    tokenizer: &Tokenizer,
+    params: &crate::analysis::run::RunParams,
+    answer: &[u32],
+    method: ImportanceMethod,
+    ctl: &mut SweepControl,
+) -> Result<Importance> {
+    let t0 = std::time::Instant::now();
+    let ids = tokenizer.encode_prompt(&params.prompt)?;
+    let spec = RunSpec {
+        context_rows: 1,
+        ..params.spec(false)
+    };
+    let iv = &params.interventions;
+    let step =
+        crate::analysis::run::tracked_step(tokenizer, answer, &model.info.eos_ids).unwrap_or(0);
+    let (spec, target) = scored_spec_of_answer(model, &spec, answer, step)?;
+    ctl.check()?;
+    let (heads, layers) = match method {
+        ImportanceMethod::Ablation => {
+            let (l, h) = (model.info.layers, model.info.heads);
+            (ctl.progress)(0, l * h + l);
+            let sweep = ablation_importance(model, tokenizer, &ids, &spec, iv, true, ctl)?;
+            (sweep.heads, sweep.layers)
         }
-        assert_eq!(got[0], 0.0);
-        // p = 0 terms contribute nothing, even against log q = -inf.
-        let p = Tensor::new(&[[0.0f32, f32::NEG_INFINITY]], &dev).unwrap();
-        let q = Tensor::new(&[[0.0f32, -1.0], [f32::NEG_INFINITY, 0.0]], &dev).unwrap();
-        let got = kl_rows(&p, &q).unwrap();
-        assert_eq!(got[0], 0.0);
-        assert!(got[1].is_infinite());
-    }
+        ImportanceMethod::Gradient => {
+            (ctl.progress)(0, 1);
+            let g = gradient_importance(model, tokenizer, &ids, &spec, iv, target)?;
+            (ctl.progress)(1, 1);
+            let layers = g.iter().map(|row| row.iter().sum()).collect();
+            (g, layers)
+        }
+    };
+    Ok(Importance {
+        method,
+        step,
+        target: tokenizer.display(target),
+        target_id: target,
+        heads,
+        layers,
+        compute_ms: t0.elapsed().as_secs_f64() * 1e3,
+    })
 }

@@ -3,19 +3,23 @@
 
 pub mod document;
 pub mod importance;
+pub mod run;
 
 use anyhow::Result;
 use candle_core::{DType, Storage, Tensor};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Model, OpMode, Tokenizer};
-use crate::thought::{StepRecord, entropy};
+use crate::model::{Model, OpMode};
+use crate::numeric::{LogitSummary, summarize_logits};
+use crate::thought::StepRecord;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TokenProb {
     pub id: u32,
+    /// The vocabulary string in the analysis document; the display text in a [`run::RunAnalysis`].
     pub text: String,
+    #[serde(with = "run::finite")]
     pub prob: f32,
 }
 
@@ -37,20 +41,6 @@ pub struct StepAnalysis {
     pub angular: Vec<f32>,
 }
 
-/// Indices of the `k` largest values, largest first (ties: lower index first).
-pub fn top_k_indices(values: &[f32], k: usize) -> Vec<usize> {
-    let k = k.min(values.len());
-    let mut idx: Vec<usize> = (0..values.len()).collect();
-    let cmp = |a: &usize, b: &usize| values[*b].total_cmp(&values[*a]).then(a.cmp(b));
-    if k < idx.len() && k > 0 {
-        idx.select_nth_unstable_by(k - 1, cmp);
-        idx.truncate(k);
-    }
-    idx.sort_by(cmp);
-    idx.truncate(k);
-    idx
-}
-
 /// Logit-lens logits `[steps × L, V]` (f32, on the model's device) of x^0..x^{L-1} of
 /// `steps`, step-major: W_U · final_norm(x^l). Layer L is left out: its logits are the step's
 /// own. `None` for no steps.
@@ -66,80 +56,6 @@ fn lens_logits_below_top(model: &Model, steps: &[&StepRecord]) -> Result<Option<
     let flat = Tensor::cat(&below, 0)?;
     let normed = model.final_norm(&flat, OpMode::default())?;
     Ok(Some(model.unembed(&normed)?.to_dtype(DType::F32)?))
-}
-
-/// Logit-lens logits `[steps × (L+1), V]` (f32, on the model's device) of the residual streams
-/// of `steps`, step-major; `None` for no steps.
-fn lens_logits(model: &Model, steps: &[&StepRecord]) -> Result<Option<Tensor>> {
-    let Some(below) = lens_logits_below_top(model, steps)? else {
-        return Ok(None);
-    };
-    let layers = model.info.layers;
-    let mut rows = Vec::with_capacity(2 * steps.len());
-    for (i, s) in steps.iter().enumerate() {
-        rows.push(below.narrow(0, i * layers, layers)?);
-        rows.push(s.logits.to_dtype(DType::F32)?.unsqueeze(0)?);
-    }
-    Ok(Some(Tensor::cat(&rows, 0)?))
-}
-
-/// Logit-lens distributions `[steps × (L+1), V]` (f32, on the model's device) of the residual
-/// streams of `steps`, step-major; `None` for no steps.
-pub fn lens_probs_device(model: &Model, steps: &[&StepRecord]) -> Result<Option<Tensor>> {
-    Ok(match lens_logits(model, steps)? {
-        Some(logits) => Some(candle_nn::ops::softmax_last_dim(&logits)?),
-        None => None,
-    })
-}
-
-/// One distribution softmax(logits), summarised in one pass over its logits: the `k` most
-/// probable tokens (largest first, ties to the lower id) with their probabilities, the entropy
-/// in nats, and the rank (1 = most probable) and probability of a tracked token.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LogitSummary {
-    pub top: Vec<(u32, f32)>,
-    pub entropy: f32,
-    pub tracked: Option<(usize, f32)>,
-}
-
-/// Summarises softmax(`logits`) without materialising it (sums in f64).
-pub fn summarize_logits(logits: &[f32], k: usize, tracked: Option<u32>) -> LogitSummary {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    if logits.is_empty() || !max.is_finite() {
-        return LogitSummary {
-            top: vec![],
-            entropy: f32::NAN,
-            tracked: None,
-        };
-    }
-    // The k largest logits, kept sorted (largest first); a later equal logit never displaces
-    // an earlier one, so ties go to the lower id.
-    let k = k.min(logits.len());
-    let mut top: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
-    let tracked_logit = tracked.and_then(|t| logits.get(t as usize).copied());
-    let (mut sum, mut weighted, mut above_tracked) = (0f64, 0f64, 0usize);
-    for (i, &x) in logits.iter().enumerate() {
-        let e = (x - max).exp() as f64;
-        sum += e;
-        weighted += e * (x - max) as f64;
-        if tracked_logit.is_some_and(|xt| x > xt) {
-            above_tracked += 1;
-        }
-        if k > 0 && (top.len() < k || x > top[k - 1].1) {
-            let at = top.partition_point(|&(_, y)| y >= x);
-            top.insert(at, (i as u32, x));
-            top.truncate(k);
-        }
-    }
-    // log Z = max + ln(sum); H = log Z - E[x].
-    let log_z = max as f64 + sum.ln();
-    let prob = |x: f32| (x as f64 - log_z).exp() as f32;
-    let tracked = tracked_logit.map(|xt| (1 + above_tracked, prob(xt)));
-    LogitSummary {
-        top: top.into_iter().map(|(i, x)| (i, prob(x))).collect(),
-        entropy: (sum.ln() - weighted / sum) as f32,
-        tracked,
-    }
 }
 
 /// Calls `f` with the elements of an f32 tensor, in row-major order: borrowed in place when it
@@ -187,85 +103,6 @@ pub fn lens_summaries(
         .zip(top)
         .map(|(below, top)| below.iter().cloned().chain([top]).collect())
         .collect())
-}
-
-/// The `k` largest values of each row of `values` (`[N, V]`) with their column indices, largest
-/// first, computed on the tensor's device: only `N × k` ids and values reach the host. Ties go to
-/// whichever index the device's argmax returns.
-pub fn top_k_rows(values: &Tensor, k: usize) -> Result<Vec<Vec<(u32, f32)>>> {
-    let (n, v) = values.dims2()?;
-    let k = k.min(v);
-    if n == 0 || k == 0 {
-        return Ok(vec![vec![]; n]);
-    }
-    let dev = values.device();
-    let columns = Tensor::arange(0u32, v as u32, dev)?.unsqueeze(0)?;
-    let floor = Tensor::new(f32::NEG_INFINITY, dev)?.broadcast_as((n, v))?;
-    let mut rest = values.to_dtype(DType::F32)?;
-    let (mut ids, mut vals) = (Vec::with_capacity(k), Vec::with_capacity(k));
-    for i in 0..k {
-        let best = rest.argmax_keepdim(1)?; // [N, 1]
-        vals.push(rest.gather(&best, 1)?);
-        if i + 1 < k {
-            rest = columns.broadcast_eq(&best)?.where_cond(&floor, &rest)?;
-        }
-        ids.push(best);
-    }
-    let ids: Vec<Vec<u32>> = Tensor::cat(&ids, 1)?.to_vec2()?;
-    let vals: Vec<Vec<f32>> = Tensor::cat(&vals, 1)?.to_vec2()?;
-    Ok(ids
-        .into_iter()
-        .zip(vals)
-        .map(|(i, v)| i.into_iter().zip(v).collect())
-        .collect())
-}
-
-/// Top-k logit lens of each step, all layers. On the CPU the logits are summarised on the host
-/// in one pass per row; on a GPU the top-k is taken on the device and only `k` ids and
-/// probabilities per layer come back.
-pub fn lens_top_k(
-    model: &Model,
-    tokenizer: &Tokenizer,
-    steps: &[&StepRecord],
-    k: usize,
-) -> Result<Vec<Vec<LensLayer>>> {
-    let layers = model.info.layers + 1;
-    let tops: Vec<Vec<(u32, f32)>> = if model.device().is_cpu() {
-        lens_summaries(model, steps, k, None)?
-            .into_iter()
-            .flatten()
-            .map(|s| s.top)
-            .collect()
-    } else {
-        match lens_probs_device(model, steps)? {
-            Some(probs) => top_k_rows(&probs, k)?,
-            None => vec![],
-        }
-    };
-    Ok(tops
-        .chunks(layers)
-        .map(|step| lens_layers(tokenizer, step.iter().map(Vec::as_slice)))
-        .collect())
-}
-
-/// The lens of one step, layers 0..=L, from each layer's top tokens.
-fn lens_layers<'a>(
-    tokenizer: &Tokenizer,
-    tops: impl Iterator<Item = &'a [(u32, f32)]>,
-) -> Vec<LensLayer> {
-    tops.enumerate()
-        .map(|(layer, top)| LensLayer {
-            layer,
-            top: top
-                .iter()
-                .map(|&(id, prob)| TokenProb {
-                    id,
-                    text: tokenizer.token_text(id),
-                    prob,
-                })
-                .collect(),
-        })
-        .collect()
 }
 
 /// arccos(cos(a, b)) / π in f64, the cosine clamped to [-1, 1].
@@ -336,120 +173,9 @@ pub fn prune_blocks(resids: &[Vec<Vec<f32>>]) -> Vec<BlockChoice> {
         .collect()
 }
 
-/// [`analyze_steps`] of one step whose lens is already summarised (`lens`: layers 0..=L, from
-/// [`lens_summaries`]), keeping the `top_k` first tokens of each layer: the same result
-/// without a second pass through the LM head.
-pub fn step_analysis(
-    tokenizer: &Tokenizer,
-    step: &StepRecord,
-    lens: &[LogitSummary],
-    top_k: usize,
-) -> Result<StepAnalysis> {
-    let tops = lens.iter().map(|s| &s.top[..top_k.min(s.top.len())]);
-    Ok(StepAnalysis {
-        position: step.position,
-        entropy: entropy(&step.logits)?,
-        lens: lens_layers(tokenizer, tops),
-        angular: angular_profile(&resid_host(step)?),
-    })
-}
-
-/// Lens, entropy and angular distances for each step.
-pub fn analyze_steps(
-    model: &Model,
-    tokenizer: &Tokenizer,
-    steps: &[&StepRecord],
-    top_k: usize,
-) -> Result<Vec<StepAnalysis>> {
-    let lens = lens_top_k(model, tokenizer, steps, top_k)?;
-    steps
-        .iter()
-        .zip(lens)
-        .map(|(s, lens)| {
-            Ok(StepAnalysis {
-                position: s.position,
-                entropy: entropy(&s.logits)?,
-                lens,
-                angular: angular_profile(&resid_host(s)?),
-            })
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn top_k_orders_and_breaks_ties_by_index() {
-        let v = [0.1, 0.4, 0.2, 0.4, 0.05];
-        assert_eq!(top_k_indices(&v, 3), vec![1, 3, 2]);
-        assert_eq!(top_k_indices(&v, 10).len(), 5);
-    }
-
-    /// softmax in f64, the textbook way.
-    fn softmax64(logits: &[f32]) -> Vec<f64> {
-        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-        let e: Vec<f64> = logits.iter().map(|&x| (x as f64 - max).exp()).collect();
-        let z: f64 = e.iter().sum();
-        e.iter().map(|x| x / z).collect()
-    }
-
-    #[test]
-    fn logit_summary_matches_the_full_softmax() {
-        let mut rng = crate::data::rng::Rng::new(7);
-        let logits: Vec<f32> = (0..5000)
-            .map(|_| (rng.next_f64() as f32 - 0.5) * 30.0)
-            .collect();
-        let p = softmax64(&logits);
-        let want_entropy: f64 = -p
-            .iter()
-            .filter(|&&x| x > 0.0)
-            .map(|x| x * x.ln())
-            .sum::<f64>();
-        let p32: Vec<f32> = p.iter().map(|&x| x as f32).collect();
-        let tracked = 1234u32;
-        let s = summarize_logits(&logits, 5, Some(tracked));
-        let want_top = top_k_indices(&p32, 5);
-        assert_eq!(
-            s.top.iter().map(|&(i, _)| i as usize).collect::<Vec<_>>(),
-            want_top
-        );
-        for &(i, prob) in &s.top {
-            assert!(
-                (prob as f64 - p[i as usize]).abs() < 1e-7,
-                "{prob} vs {}",
-                p[i as usize]
-            );
-        }
-        assert!((s.entropy as f64 - want_entropy).abs() < 1e-5);
-        let (rank, prob) = s.tracked.unwrap();
-        let pt = p[tracked as usize];
-        assert_eq!(rank, 1 + p.iter().filter(|&&x| x > pt).count());
-        assert!((prob as f64 - pt).abs() < 1e-7);
-    }
-
-    #[test]
-    fn logit_summary_breaks_ties_by_index_and_handles_edges() {
-        let s = summarize_logits(&[1.0, 3.0, 2.0, 3.0, 0.5], 3, Some(3));
-        assert_eq!(
-            s.top.iter().map(|&(i, _)| i).collect::<Vec<_>>(),
-            vec![1, 3, 2]
-        );
-        assert_eq!(
-            s.tracked.map(|t| t.0),
-            Some(1),
-            "an equal logit does not outrank"
-        );
-        // A uniform distribution has entropy ln(n); k larger than the vocabulary is cut.
-        let u = summarize_logits(&[0.25; 8], 20, None);
-        assert_eq!(u.top.len(), 8);
-        assert!((u.entropy - 8f32.ln()).abs() < 1e-6);
-        assert!(u.top.iter().all(|&(_, p)| (p - 0.125).abs() < 1e-7));
-        // Out-of-range tracked ids and empty rows give no answer rather than a panic.
-        assert_eq!(summarize_logits(&[0.0, 1.0], 1, Some(9)).tracked, None);
-        assert!(summarize_logits(&[], 3, Some(0)).top.is_empty());
-    }
 
     #[test]
     fn host_rows_are_the_same_borrowed_or_copied() {
@@ -469,25 +195,6 @@ mod tests {
             with_host_f32(&row, <[f32]>::to_vec).unwrap(),
             [4.0, 5.0, 6.0, 7.0]
         );
-    }
-
-    #[test]
-    fn device_top_k_matches_the_host_ranking() {
-        let rows = vec![
-            vec![0.1f32, 0.4, 0.2, 0.35, 0.05, 0.0],
-            vec![0.0, 0.0, 0.9, 0.01, 0.02, 0.07],
-        ];
-        let t = Tensor::new(rows.clone(), &candle_core::Device::Cpu).unwrap();
-        let got = top_k_rows(&t, 4).unwrap();
-        for (row, top) in rows.iter().zip(&got) {
-            let want: Vec<(u32, f32)> = top_k_indices(row, 4)
-                .into_iter()
-                .map(|i| (i as u32, row[i]))
-                .collect();
-            assert_eq!(top, &want);
-        }
-        assert_eq!(top_k_rows(&t, 10).unwrap()[0].len(), 6);
-        assert!(top_k_rows(&t, 0).unwrap().iter().all(Vec::is_empty));
     }
 
     #[test]

@@ -683,7 +683,7 @@ pub fn to_json(problems: &[ProsQaProblem]) -> Result<Vec<u8>> {
 
 /// Writes problems to `path` atomically.
 pub fn write_problems(path: &Path, problems: &[ProsQaProblem]) -> Result<()> {
-    super::write_atomic(path, &to_json(problems)?)
+    crate::files::write_atomic(path, &to_json(problems)?, true)
 }
 
 #[cfg(test)]

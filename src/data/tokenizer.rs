@@ -181,7 +181,7 @@ pub fn to_json(form: TextForm) -> Result<String> {
 
 /// Writes `tokenizer.json` to `path` atomically.
 pub fn write(path: &Path, form: TextForm) -> Result<()> {
-    super::write_atomic(path, to_json(form)?.as_bytes())
+    crate::files::write_atomic(path, to_json(form)?.as_bytes(), true)
 }
 
 /// `tokenizer_config.json`, so that transformers' `AutoTokenizer` loads the folder as a

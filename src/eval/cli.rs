@@ -3,12 +3,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
-use serde_json::{Value, json};
 
 use super::{EvalMode, EvalReport, evaluate};
-use crate::cli::{ModelArgs, default_thoughts};
+use crate::cli::args::{ModelArgs, default_thoughts};
+use crate::model::meta::{AccuracyRecord, ModelMeta};
 use crate::model::{ModelSource, load_model};
 
 #[derive(Args, Debug)]
@@ -41,7 +41,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     }
     let source = args.model.source()?;
     let record_in = match (&source, args.record) {
-        (ModelSource::Local(dir), true) => Some(dir.join("coconut-lens.json")),
+        (ModelSource::Local(dir), true) => Some(dir.join(crate::model::meta::FILE_NAME)),
         (_, true) => bail!("--record needs a local model folder"),
         (_, false) => None,
     };
@@ -77,40 +77,16 @@ pub fn run(args: &EvalArgs) -> Result<()> {
 
 /// Sets `accuracy.<data>.<mode>` in the metadata file (created if missing), keeping the rest.
 fn record(meta: &Path, data: &str, report: &EvalReport) -> Result<()> {
-    let mut doc: Value = match std::fs::read_to_string(meta) {
-        Ok(text) => serde_json::from_str(&text)
-            .with_context(|| format!("{} is not valid JSON", meta.display()))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => json!({}),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", meta.display())),
-    };
-    let Some(obj) = doc.as_object_mut() else {
-        bail!("{} is not a JSON object", meta.display());
-    };
-    let accuracy = obj.entry("accuracy").or_insert_with(|| json!({}));
-    if !accuracy.is_object() {
-        *accuracy = json!({});
-    }
-    let figures = json!({
-        "n": report.n,
-        "correct": report.correct,
-        "accuracy": report.accuracy,
-        "thoughts": report.thoughts,
-        "wrong_candidate": report.wrong_candidate,
-        "no_candidate": report.no_candidate,
-    });
-    let per_data = accuracy
-        .as_object_mut()
-        .expect("made an object above")
-        .entry(data.to_string())
-        .or_insert_with(|| json!({}));
-    if !per_data.is_object() {
-        *per_data = json!({});
-    }
+    let mut doc = ModelMeta::read(meta)?.unwrap_or_default();
     let mode = serde_json::to_value(report.mode)?;
-    let mode = mode.as_str().unwrap_or("coconut").to_string();
-    per_data
-        .as_object_mut()
-        .expect("made an object above")
-        .insert(mode, figures);
-    crate::data::write_atomic(meta, serde_json::to_string_pretty(&doc)?.as_bytes())
+    let figures = AccuracyRecord {
+        n: report.n,
+        correct: report.correct,
+        accuracy: report.accuracy,
+        thoughts: report.thoughts,
+        wrong_candidate: report.wrong_candidate,
+        no_candidate: report.no_candidate,
+    };
+    doc.record_accuracy(data, mode.as_str().unwrap_or("coconut"), figures);
+    doc.write(meta)
 }

@@ -19,16 +19,22 @@ struct Attention {
     c_proj: Linear,
     n_head: usize,
     head_dim: usize,
+    /// `scale_attn_by_inverse_layer_idx`: the scores of block l are further divided by l + 1,
+    /// applied to the queries (the same product).
+    query_scale: Option<f64>,
 }
 
 impl Attention {
-    fn load(vb: VarBuilder, cfg: &Gpt2Config) -> Result<Self> {
+    fn load(vb: VarBuilder, cfg: &Gpt2Config, layer: usize) -> Result<Self> {
         let d = cfg.n_embd;
         Ok(Self {
             c_attn: conv1d(vb.pp("c_attn"), d, 3 * d)?,
             c_proj: conv1d(vb.pp("c_proj"), d, d)?,
             n_head: cfg.n_head,
             head_dim: d / cfg.n_head,
+            query_scale: cfg
+                .scale_attn_by_inverse_layer_idx
+                .then(|| 1.0 / (layer + 1) as f64),
         })
     }
 
@@ -50,6 +56,10 @@ impl Attention {
                 .contiguous()
         };
         let (q, k, v) = (heads(0)?, heads(1)?, heads(2)?);
+        let q = match self.query_scale {
+            Some(s) => (q * s)?,
+            None => q,
+        };
         let (k, v) = cache.append(k, v)?;
         let (merged, probs) = attend(&q, k, v, start, gate, want_probs, mode)?;
         Ok((linear(&self.c_proj, &merged, mode)?, probs))
@@ -116,7 +126,7 @@ impl Gpt2 {
                 let vb = vb.pp(format!("h.{i}"));
                 Ok(Block {
                     ln_1: LayerNorm::load(vb.pp("ln_1"), d, cfg.layer_norm_epsilon)?,
-                    attn: Attention::load(vb.pp("attn"), cfg)?,
+                    attn: Attention::load(vb.pp("attn"), cfg, i)?,
                     ln_2: LayerNorm::load(vb.pp("ln_2"), d, cfg.layer_norm_epsilon)?,
                     mlp: Mlp::load(vb.pp("mlp"), cfg)?,
                 })
@@ -179,9 +189,5 @@ impl Gpt2 {
 
     pub fn lm_head(&self) -> &Tensor {
         &self.lm_head
-    }
-
-    pub fn embeddings(&self) -> &Tensor {
-        &self.wte
     }
 }

@@ -236,10 +236,6 @@ impl Llama {
     pub fn lm_head(&self) -> &Tensor {
         &self.lm_head
     }
-
-    pub fn embeddings(&self) -> &Tensor {
-        &self.embed_tokens
-    }
 }
 
 #[cfg(test)]

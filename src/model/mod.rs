@@ -1,17 +1,18 @@
 //! Models: loading (local folder, hub id, Coconut checkpoint), and an instrumented forward pass
 //! over input embeddings with named capture points and interventions.
 //!
-//! Capture points follow TransformerLens names: `resid_pre.{l}` is x^l, the residual stream
-//! entering block l (x^0 = embeddings, positions included), `resid_final` is x^L (after the
-//! last block, before the final norm), `attn.pattern.{l}` the attention probabilities of layer
-//! l, and `head_out.{l}.{h}` the output of head h before the output projection, which the head
-//! gates multiply.
+//! A [`Capture`] asks for the residual stream x^0..x^L at some rows (x^l enters block l, x^0 =
+//! embeddings with positions, x^L leaves the last block before the final norm; TransformerLens
+//! calls them `resid_pre.{l}` and `resid_final`) and for every layer's attention probabilities
+//! (`attn.pattern.{l}`). [`Hooks`] carry the interventions: skipped blocks, and gates on each
+//! head's output before the output projection (`head_out.{l}.{h}`).
 
 pub mod attention;
 pub mod config;
 pub mod gpt2;
 pub mod llama;
 pub mod load;
+pub mod meta;
 pub mod source;
 pub mod tokenizer;
 pub mod weights;
@@ -177,7 +178,8 @@ pub struct Capture {
 pub struct StepOutput {
     /// `[L+1, rows, D]` residual stream at the captured rows (batch element 0).
     pub resid: Option<Tensor>,
-    /// Per layer `[H, T, start + T]` (`None` for skipped layers), when asked (batch element 0).
+    /// Per layer `[H, T, start + T]` (`None` for skipped layers) when asked, else empty (batch
+    /// element 0).
     pub attention: Vec<Option<Tensor>>,
     /// `[T, D]` final hidden state after the final norm: what the LM head sees (batch element 0).
     pub hidden: Tensor,
@@ -250,14 +252,6 @@ impl Model {
             Net::Gpt2(m) => m.embed(&ids)?,
             Net::Llama(m) => m.embed(&ids)?,
         })
-    }
-
-    /// The token embedding matrix `[V, D]`.
-    pub fn embeddings(&self) -> &Tensor {
-        match &self.net {
-            Net::Gpt2(m) => m.embeddings(),
-            Net::Llama(m) => m.embeddings(),
-        }
     }
 
     /// Runs `embeds` (`[T, D]` input embeddings, positions not yet added) at the next positions
@@ -393,10 +387,14 @@ impl Model {
         };
         let (x, attention) =
             self.blocks(from, x, start, cache, hooks, &mut record, capture.attention)?;
-        let attention = attention
-            .into_iter()
-            .map(|a| a.map(|a| a.i(0)).transpose())
-            .collect::<candle_core::Result<Vec<_>>>()?;
+        let attention = if capture.attention {
+            attention
+                .into_iter()
+                .map(|a| a.map(|a| a.i(0)).transpose())
+                .collect::<candle_core::Result<Vec<_>>>()?
+        } else {
+            Vec::new()
+        };
         let hidden = self.final_norm(&x.i(0)?, hooks.mode)?;
         let resid = if resid.is_empty() {
             None

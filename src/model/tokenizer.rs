@@ -99,6 +99,33 @@ impl Tokenizer {
             .unwrap_or_else(|| format!("<{id}>"))
     }
 
+    /// A token as shown on screen and in plots: decoded, trimmed, newlines as `⏎`, tabs as
+    /// `⇥`, whitespace-only tokens as `␣`, special tokens by name. Byte-level pieces of a
+    /// character (which decode to U+FFFD) show as their vocabulary string; a token with
+    /// nothing visible as `<id>`.
+    pub fn display(&self, id: u32) -> String {
+        let text = self.decode(&[id]).unwrap_or_default();
+        let shown = if text.contains('\u{FFFD}') {
+            self.token_text(id)
+        } else if text.trim().is_empty() {
+            if text.contains('\n') {
+                "⏎".to_string()
+            } else if !text.is_empty() {
+                "␣".to_string()
+            } else {
+                self.token_text(id)
+            }
+        } else {
+            text.trim().replace('\n', "⏎").replace('\t', "⇥")
+        };
+        let visible: String = shown.chars().filter(|c| !c.is_control()).collect();
+        if unicode_width::UnicodeWidthStr::width(visible.as_str()) == 0 {
+            format!("<{id}>")
+        } else {
+            visible
+        }
+    }
+
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.inner
             .decode(ids, true)

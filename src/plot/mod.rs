@@ -14,9 +14,10 @@ use plotters::prelude::*;
 use plotters::style::colors::colormaps::ViridisRGB;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::analysis::StepAnalysis;
-use crate::analysis::document::AnalysisDocument;
+use crate::analysis::importance::ImportanceMethod;
+use crate::analysis::run::{RunAnalysis, Step};
 use crate::session::Session;
+use crate::thought::StepKind;
 
 const FONT: &str = "sans-serif";
 static FONTS: Once = Once::new();
@@ -108,7 +109,7 @@ pub fn export(session: &Session, dir: &Path, formats: &[Format]) -> Result<Vec<P
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut written = Vec::new();
     for kind in PlotKind::ALL {
-        if kind == PlotKind::Heads && session.current.head_importance.is_none() {
+        if kind == PlotKind::Heads && session.importance.is_none() {
             continue;
         }
         for &format in formats {
@@ -125,29 +126,17 @@ pub fn export(session: &Session, dir: &Path, formats: &[Format]) -> Result<Vec<P
 pub fn render(session: &Session, kind: PlotKind, format: Format, path: &Path) -> Result<()> {
     register_fonts();
     let size = plot_size(session, kind);
-    // The image encoder picks the format from the extension: keep it last.
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".tmp-{name}"));
-    let result = match format {
+    // The image encoder picks the format from the extension, which the temporary file keeps.
+    crate::files::replace_with(path, true, |tmp| match format {
         Format::Png => {
-            let root = BitMapBackend::new(&tmp, size).into_drawing_area();
+            let root = BitMapBackend::new(tmp, size).into_drawing_area();
             draw(session, kind, &root).and_then(|_| root.present().map_err(plot_err))
         }
         Format::Svg => {
-            let root = SVGBackend::new(&tmp, size).into_drawing_area();
+            let root = SVGBackend::new(tmp, size).into_drawing_area();
             draw(session, kind, &root).and_then(|_| root.present().map_err(plot_err))
         }
-    };
-    match result {
-        Ok(()) => std::fs::rename(&tmp, path).map_err(Into::into),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
-        }
-    }
+    })
 }
 
 fn plot_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
@@ -179,15 +168,16 @@ pub fn plot_size(s: &Session, kind: PlotKind) -> (u32, u32) {
     }
 }
 
-/// The steps of a document: each thought, then the answer's first position.
-fn steps_of(doc: &AnalysisDocument) -> Vec<(String, &StepAnalysis)> {
-    let mut v: Vec<(String, &StepAnalysis)> = doc
-        .thoughts
+/// The steps plotted: each thought, then the answer's first position.
+fn steps_of(run: &RunAnalysis) -> Vec<(String, &Step)> {
+    run.steps
         .iter()
-        .map(|t| (format!("T{}", t.index), &t.step))
-        .collect();
-    v.push(("answer".to_string(), &doc.answer.first));
-    v
+        .filter_map(|s| match s.kind {
+            StepKind::Thought(k) => Some((format!("T{k}"), s)),
+            StepKind::Answer(0) => Some(("answer".to_string(), s)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The caption line: the model source, then the prompt cut (with `…`) so that `width(line)`
@@ -203,11 +193,11 @@ fn caption(s: &Session, room: u32, width: impl Fn(&str) -> u32) -> String {
             m.layers,
             m.heads,
             m.d_model,
-            s.inputs.mode,
-            s.current.thoughts.len(),
+            s.params().mode.name(),
+            s.current.thought_count(),
         )
     };
-    let prompt: Vec<char> = printable(&s.inputs.prompt).chars().collect();
+    let prompt: Vec<char> = printable(&s.params().prompt).chars().collect();
     let line = |head: &str, n: usize| {
         let mut l = head.to_string();
         l.extend(&prompt[..n]);
@@ -326,12 +316,11 @@ fn text_on(v: f64, (lo, hi): (f64, f64)) -> RGBColor {
 }
 
 /// Text safe to draw and to put in SVG: newlines as ⏎, other control characters as their
-/// Unicode control pictures (XML forbids most of them), byte-level BPE's `Ġ` as `·`.
+/// Unicode control pictures (XML forbids most of them).
 fn printable(text: &str) -> String {
     text.chars()
         .map(|c| match c {
             '\n' => '⏎',
-            'Ġ' => '·',
             '\u{0}'..='\u{1f}' => char::from_u32(0x2400 + c as u32).unwrap_or('?'),
             '\u{7f}' => '␡',
             c if c.is_control() => '�',
@@ -479,7 +468,7 @@ where
     Ok(())
 }
 
-fn top1_prob(step: &StepAnalysis, layer: usize) -> (String, f64) {
+fn top1_prob(step: &Step, layer: usize) -> (String, f64) {
     step.lens
         .get(layer)
         .and_then(|l| l.top.first())
@@ -488,7 +477,7 @@ fn top1_prob(step: &StepAnalysis, layer: usize) -> (String, f64) {
         })
 }
 
-fn prob_of(step: &StepAnalysis, layer: usize, id: u32) -> f64 {
+fn prob_of(step: &Step, layer: usize, id: u32) -> f64 {
     step.lens
         .get(layer)
         .and_then(|l| l.top.iter().find(|t| t.id == id))
@@ -635,13 +624,12 @@ where
     DB::ErrorType: 'static,
 {
     let hi = s
-        .current
-        .head_importance
+        .importance
         .as_ref()
         .context("the session has no head importance")?;
     let (layers, heads) = (s.current.model.layers, s.current.model.heads);
     let max = hi
-        .values
+        .heads
         .iter()
         .flatten()
         .map(|&v| f64::from(v))
@@ -650,7 +638,7 @@ where
         .map(|l| {
             (0..heads)
                 .map(|h| {
-                    hi.values
+                    hi.heads
                         .get(l)
                         .and_then(|r| r.get(h))
                         .map_or(f64::NAN, |&v| f64::from(v))
@@ -662,17 +650,16 @@ where
         .iter()
         .map(|r| r.iter().map(|&v| short_number(v)).collect())
         .collect();
-    let mut marks: Vec<(usize, usize)> = s
-        .inputs
-        .ablations
+    let ablations = &s.params().interventions;
+    let mut marks: Vec<(usize, usize)> = ablations
         .ablated_heads
         .iter()
         .map(|&(l, h)| (l, h))
         .collect();
-    for &l in &s.inputs.ablations.skipped_layers {
+    for &l in &ablations.skipped_layers {
         marks.extend((0..heads).map(|h| (l, h)));
     }
-    let unit = if hi.method == "gradient" {
+    let unit = if hi.method == ImportanceMethod::Gradient {
         "|∂L/∂ξ|"
     } else {
         "KL (nats)"
@@ -682,8 +669,8 @@ where
         &Grid {
             title: format!(
                 "Head importance ({} at {}; × = ablated)",
-                hi.method,
-                match hi.answer_step {
+                hi.method.name(),
+                match hi.step {
                     0 => "the answer's first token".to_string(),
                     k => format!("answer token {k}"),
                 }
@@ -799,8 +786,8 @@ where
         .caption(
             format!(
                 "Baseline vs ablated: answer \"{}\" → \"{}\"",
-                fit(s.baseline.answer.text.trim(), 40),
-                fit(s.current.answer.text.trim(), 40)
+                fit(s.baseline.summary.answer_text.trim(), 40),
+                fit(s.current.summary.answer_text.trim(), 40)
             ),
             (FONT, 20).into_font().style(FontStyle::Bold),
         )

@@ -1,26 +1,29 @@
-//! Saved sessions, schema `coconut-lens.session.v1`: what was run (model, device, prompt, mode,
-//! thoughts, ablations, importance method), where the user was looking, and the analysis
-//! documents shown (baseline and current), so a session reopens without the model.
+//! Saved sessions, schema `coconut-lens.session.v2`: where the model came from and ran, the
+//! head-importance method, where the user was looking, and the two analysed runs shown
+//! (baseline and current, each a [`RunAnalysis`] holding its own settings) with the head
+//! importance computed for the current one, so a session reopens without the model showing
+//! what the live run showed. Files of schema v1 still open (see [`v1`]).
 //!
-//! Files are written atomically (a temporary file in the same folder, synced, then renamed) and
-//! never replace an existing file unless asked. Loading never panics: damaged files, unknown
-//! schema versions and files of another kind are errors that say which.
+//! Files are written atomically (see [`crate::files`]) and never replace an existing file
+//! unless asked. Loading never panics: damaged files, unknown schema versions and files of
+//! another kind are errors that say which.
 
 pub mod cli;
+pub mod v1;
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::document::AnalysisDocument;
-use crate::model::Interventions;
+use crate::analysis::importance::{Importance, ImportanceMethod};
+use crate::analysis::run::{RunAnalysis, RunParams};
 
-pub const SCHEMA: &str = "coconut-lens.session.v1";
+pub const SCHEMA: &str = "coconut-lens.session.v2";
 const SCHEMA_PREFIX: &str = "coconut-lens.session.";
 
-/// Everything needed to recompute the session.
+/// Where the model came from and where it ran; with the current run's settings, everything
+/// needed to recompute the session.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionInputs {
     /// `--model` as given (folder, hub id `owner/name[@revision]`, or checkpoint file).
@@ -33,40 +36,8 @@ pub struct SessionInputs {
     pub revision: Option<String>,
     pub device: String,
     pub dtype: String,
-    pub prompt: String,
-    /// Thought mode name: coconut, soft, token or pause.
-    pub mode: String,
-    /// `"6"` or `"auto"`.
-    pub thoughts: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub entropy_stop: Option<f32>,
-    pub ablations: Interventions,
-    /// ablation or gradient.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub importance_method: Option<String>,
-    /// The remaining run settings (answer length, lens top-k, prompt steps shown, Soft
-    /// Thinking's parameters), so that a reopened session recomputes exactly what was shown.
-    /// Optional: files without it reopen with the command line's values.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub settings: Option<RunSettings>,
-}
-
-/// Run settings beyond the inputs above; each optional.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct RunSettings {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_new_tokens: Option<usize>,
-    /// Tokens per logit-lens cell.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub top_k: Option<usize>,
-    /// Prompt tokens shown as steps before the thoughts (the explorer's `--context-tokens`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub context_tokens: Option<usize>,
-    /// Soft Thinking's top-k and top-p (mode soft).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub soft_top_k: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub soft_top_p: Option<f32>,
+    pub importance_method: Option<ImportanceMethod>,
 }
 
 /// Where the user was looking.
@@ -90,18 +61,22 @@ pub struct Session {
     pub inputs: SessionInputs,
     #[serde(default)]
     pub view: ViewState,
-    /// The run without ablations.
-    pub baseline: AnalysisDocument,
-    /// The run with the session's ablations.
-    pub current: AnalysisDocument,
+    /// The run without interventions.
+    pub baseline: RunAnalysis,
+    /// The run with the session's interventions (its settings are the session's).
+    pub current: RunAnalysis,
+    /// Head importance of the current run, when it was computed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub importance: Option<Importance>,
 }
 
 impl Session {
     pub fn new(
         inputs: SessionInputs,
         view: ViewState,
-        baseline: AnalysisDocument,
-        current: AnalysisDocument,
+        baseline: RunAnalysis,
+        current: RunAnalysis,
+        importance: Option<Importance>,
     ) -> Self {
         Self {
             schema: SCHEMA.to_string(),
@@ -112,7 +87,13 @@ impl Session {
             view,
             baseline,
             current,
+            importance,
         }
+    }
+
+    /// The settings of the run shown.
+    pub fn params(&self) -> &RunParams {
+        &self.current.params
     }
 
     /// A default file name: `<timestamp>-<slug of the prompt>.json`.
@@ -120,7 +101,7 @@ impl Session {
         format!(
             "{}-{}.json",
             timestamp(self.saved_at),
-            slug(&self.inputs.prompt)
+            slug(&self.params().prompt)
         )
     }
 
@@ -128,20 +109,22 @@ impl Session {
         Ok(serde_json::to_vec_pretty(self)?)
     }
 
-    /// Parses a session, checking the schema before the content.
+    /// Parses a session, checking the schema before the content; a v1 file is upgraded.
     pub fn from_json(bytes: &[u8]) -> Result<Self> {
         let value: serde_json::Value = serde_json::from_slice(bytes)
             .map_err(|e| anyhow::anyhow!("not a session file: damaged JSON ({e})"))?;
         let schema = value.get("schema").and_then(|s| s.as_str());
+        let damaged = |e: serde_json::Error| anyhow::anyhow!("damaged session file: {e}");
         match schema {
-            Some(SCHEMA) => {}
-            Some(s) if s.starts_with(SCHEMA_PREFIX) => {
-                bail!("session schema {s} is not supported by this version (it reads {SCHEMA})")
-            }
+            Some(SCHEMA) => serde_json::from_value(value).map_err(damaged),
+            Some(v1::SCHEMA) => v1::upgrade(serde_json::from_value(value).map_err(damaged)?),
+            Some(s) if s.starts_with(SCHEMA_PREFIX) => bail!(
+                "session schema {s} is not supported by this version (it reads {SCHEMA} and {})",
+                v1::SCHEMA
+            ),
             Some(s) => bail!("not a session file (schema {s})"),
             None => bail!("not a session file (no schema field)"),
         }
-        serde_json::from_value(value).map_err(|e| anyhow::anyhow!("damaged session file: {e}"))
     }
 
     pub fn load(path: &Path) -> Result<Self> {
@@ -153,12 +136,28 @@ impl Session {
     /// Writes the session to `path` atomically. An existing file is replaced only with
     /// `overwrite`.
     pub fn save(&self, path: &Path, overwrite: bool) -> Result<()> {
-        write_atomic(
-            path,
-            &self.to_json()?,
-            overwrite,
-            &mut std::fs::File::write_all,
-        )
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        crate::files::write_atomic(path, &self.to_json()?, overwrite)
+    }
+
+    /// Whether two sessions hold the same run and results as written to a file: the view, the
+    /// time, the compute times and what the file does not keep (the model's context length
+    /// and end tokens) aside.
+    pub fn same_results(&self, other: &Session) -> bool {
+        let saved = |s: &Session| {
+            let mut s = s.clone();
+            s.baseline.compute_ms = 0.0;
+            s.current.compute_ms = 0.0;
+            if let Some(i) = &mut s.importance {
+                i.compute_ms = 0.0;
+            }
+            serde_json::to_value((&s.inputs, &s.baseline, &s.current, &s.importance)).ok()
+        };
+        let a = saved(self);
+        a.is_some() && a == saved(other)
     }
 }
 
@@ -197,49 +196,6 @@ pub fn slug(text: &str) -> String {
     } else {
         words.join("-")
     }
-}
-
-/// The file writer of [`write_atomic`]; tests inject one that fails part-way.
-pub type WriteFn<'a> = dyn FnMut(&mut std::fs::File, &[u8]) -> std::io::Result<()> + 'a;
-
-/// Writes `bytes` to `path` through a temporary file in the same folder, then renames it into
-/// place: readers see the old file or the new one, never a part. On any failure the
-/// temporary file is removed and an existing `path` is untouched.
-pub fn write_atomic(path: &Path, bytes: &[u8], overwrite: bool, write: &mut WriteFn) -> Result<()> {
-    if !overwrite && path.exists() {
-        bail!("{} already exists (not overwritten)", path.display());
-    }
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} is not a file path", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| -> Result<()> {
-        let mut f = std::fs::File::create(&tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
-        write(&mut f, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.sync_all()
-            .with_context(|| format!("cannot sync {}", tmp.display()))?;
-        drop(f);
-        if !overwrite && path.exists() {
-            bail!("{} already exists (not overwritten)", path.display());
-        }
-        std::fs::rename(&tmp, path)
-            .with_context(|| format!("cannot move {} into place", tmp.display()))?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use candle_core::{D, IndexOp, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Capture, Hooks, KvCache, Model, Tokenizer};
+use crate::numeric::{entropy, top_k_indices, top_k_rows};
 
 /// How a thought becomes the next input embedding.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -24,6 +25,24 @@ pub enum ThoughtMode {
 }
 
 impl ThoughtMode {
+    /// The mode named `name` (coconut, soft, token or pause); `soft` is Soft Thinking's
+    /// (top-k, top-p). Errors name the command-line options.
+    pub fn parse(name: &str, soft: (usize, f32)) -> Result<ThoughtMode> {
+        Ok(match name {
+            "coconut" => Self::Coconut,
+            "soft" => {
+                let (top_k, top_p) = soft;
+                if top_k == 0 || !(top_p > 0.0 && top_p <= 1.0) {
+                    bail!("--soft-top-k must be at least 1 and --soft-top-p in (0, 1]");
+                }
+                Self::Soft { top_k, top_p }
+            }
+            "token" => Self::Token,
+            "pause" => Self::Pause,
+            other => bail!("unknown mode \"{other}\" (expected coconut, soft, token or pause)"),
+        })
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Self::Coconut => "coconut",
@@ -49,6 +68,35 @@ pub enum ThoughtCount {
     },
 }
 
+impl ThoughtCount {
+    /// `"N"` or `"auto"` (which needs `entropy_stop`, in nats), at most `max` thoughts when
+    /// auto. Errors name the command-line options.
+    pub fn parse(text: &str, entropy_stop: Option<f32>, max: usize) -> Result<ThoughtCount> {
+        let count = match text {
+            "auto" => {
+                let Some(t) = entropy_stop else {
+                    bail!("--thoughts auto needs --entropy-stop T (nats)");
+                };
+                if !(t.is_finite() && t >= 0.0) {
+                    bail!("--entropy-stop must be a non-negative number of nats");
+                }
+                ThoughtCount::Auto {
+                    entropy_stop: t,
+                    max,
+                }
+            }
+            n => match n.parse::<usize>() {
+                Ok(n) => ThoughtCount::Fixed { n },
+                Err(_) => bail!("--thoughts must be a non-negative integer or auto, got \"{n}\""),
+            },
+        };
+        if entropy_stop.is_some() && !matches!(count, ThoughtCount::Auto { .. }) {
+            bail!("--entropy-stop only applies with --thoughts auto");
+        }
+        Ok(count)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RunSpec {
     pub thoughts: ThoughtCount,
@@ -63,7 +111,7 @@ pub struct RunSpec {
     pub forced_answer: Vec<u32>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StepKind {
     /// A prompt position (the last `context_rows` before the thoughts).
     Prompt,
@@ -92,6 +140,8 @@ pub struct Run {
     /// Every input id fed before the answer (thought slots carry `<|latent|>` or, in token
     /// mode, the greedy token; without Coconut markers latent slots have no id).
     pub input_ids: Vec<u32>,
+    /// The prompt's ids are `input_ids[..prompt_len]`.
+    pub prompt_len: usize,
     pub prompt_steps: Vec<StepRecord>,
     pub thoughts: Vec<StepRecord>,
     /// `answer[0]` is at the last input position.
@@ -152,29 +202,18 @@ fn argmax(logits: &Tensor) -> Result<u32> {
     Ok(logits.argmax(D::Minus1)?.to_scalar::<u32>()?)
 }
 
-/// Entropy in nats of softmax(logits).
-pub fn entropy(logits: &Tensor) -> Result<f32> {
-    let logits = logits.to_dtype(candle_core::DType::F32)?;
-    let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-    let h = (logp.exp()? * &logp)?.sum_all()?.neg()?;
-    Ok(h.to_scalar::<f32>()?)
-}
-
 /// The Soft Thinking input: renormalised top-k / top-p mix of token embeddings, `[D]`.
 pub fn soft_embedding(model: &Model, logits: &Tensor, top_k: usize, top_p: f32) -> Result<Tensor> {
     let probs = candle_nn::ops::softmax_last_dim(&logits.to_dtype(candle_core::DType::F32)?)?;
     // The ranked candidates: on a GPU only the top k come back to the host.
     let ranked: Vec<(u32, f32)> = if probs.device().is_cpu() {
         let p: Vec<f32> = probs.to_vec1()?;
-        let mut order: Vec<usize> = (0..p.len()).collect();
-        order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
-        order
+        top_k_indices(&p, top_k.max(1))
             .into_iter()
-            .take(top_k.max(1))
             .map(|i| (i as u32, p[i]))
             .collect()
     } else {
-        crate::analysis::top_k_rows(&probs.unsqueeze(0)?, top_k.max(1))?.remove(0)
+        top_k_rows(&probs.unsqueeze(0)?, top_k.max(1))?.remove(0)
     };
     let mut ids = Vec::new();
     let mut weights = Vec::new();
@@ -370,6 +409,7 @@ pub fn run(
     }
     Ok(Run {
         input_ids: ids,
+        prompt_len: prompt_ids.len(),
         prompt_steps,
         thoughts,
         answer,

@@ -34,6 +34,7 @@ use crate::data::rng::Rng;
 use crate::data::tokenizer::TextForm;
 use crate::eval::{self, EvalMode};
 use crate::model::config::ArchConfig;
+use crate::model::meta::ModelMeta;
 use crate::model::{Arch, Hooks, KvCache, Model, OpMode, Tokenizer};
 pub use batch::{Batch, Draw, Sample, encode_sample};
 use optim::{AdamW, AdamWParams};
@@ -869,9 +870,10 @@ pub fn train(cfg: &TrainConfig, out: &Path, opts: TrainOptions) -> Result<TrainS
 fn write_tokenizer(out: &Path, form: TextForm) -> Result<Tokenizer> {
     let path = out.join("tokenizer.json");
     crate::data::tokenizer::write(&path, form)?;
-    crate::data::write_atomic(
+    crate::files::write_atomic(
         &out.join("tokenizer_config.json"),
         crate::data::tokenizer::config_json().as_bytes(),
+        true,
     )?;
     Tokenizer::from_file(&path)
 }
@@ -985,10 +987,10 @@ fn export_model(
     st: &TrainState,
 ) -> Result<()> {
     let config = serde_json::to_string_pretty(&cfg.hf_config(tok.vocab_size()))?;
-    crate::data::write_atomic(&out.join("config.json"), config.as_bytes())?;
-    let tmp = out.join("model.safetensors.tmp");
-    varmap.save(&tmp)?;
-    std::fs::rename(&tmp, out.join("model.safetensors"))?;
+    crate::files::write_atomic(&out.join("config.json"), config.as_bytes(), true)?;
+    crate::files::replace_with(&out.join("model.safetensors"), true, |tmp| {
+        Ok(varmap.save(tmp)?)
+    })?;
     let thoughts = cfg.thoughts_at(cfg.stage_at(st.step.saturating_sub(1)));
     // Choosing a demo the model answers runs up to DEMO_CANDIDATES problems: only for the
     // finished model (a folder written mid-run shows the first candidate).
@@ -997,24 +999,29 @@ fn export_model(
     } else {
         prosqa::generate(&cfg.data.gen_config(), 1, cfg.seed, "demo")?.remove(0)
     };
-    let meta = serde_json::json!({
-        "thoughts": thoughts,
-        "demo_prompt": demo.question,
-        "demo_answer": demo.answer,
-        "recipe": cfg.recipe.name(),
-        "objective": if cfg.frontier > 0.0 && cfg.recipe == Recipe::Coconut { "coconut+frontier" } else { cfg.recipe.name() },
-        "steps_done": st.step,
-        "training": cfg,
-        "history": st.history,
-    });
-    let meta_path = out.join("coconut-lens.json");
+    let objective = if cfg.frontier > 0.0 && cfg.recipe == Recipe::Coconut {
+        "coconut+frontier"
+    } else {
+        cfg.recipe.name()
+    };
+    let meta_path = out.join(crate::model::meta::FILE_NAME);
     // Keep accuracy figures recorded by `eval --record`.
-    let mut meta = meta;
-    if let Ok(old) = std::fs::read_to_string(&meta_path)
-        && let Ok(old) = serde_json::from_str::<serde_json::Value>(&old)
-        && let Some(acc) = old.get("accuracy")
-    {
-        meta["accuracy"] = acc.clone();
-    }
-    crate::data::write_atomic(&meta_path, serde_json::to_string_pretty(&meta)?.as_bytes())
+    let accuracy = ModelMeta::read(&meta_path)
+        .ok()
+        .flatten()
+        .map(|m| m.accuracy)
+        .unwrap_or_default();
+    let meta = ModelMeta {
+        thoughts: Some(thoughts),
+        demo_prompt: Some(demo.question),
+        demo_answer: Some(demo.answer),
+        recipe: Some(cfg.recipe.name().to_string()),
+        objective: Some(objective.to_string()),
+        steps_done: Some(st.step),
+        training: Some(serde_json::to_value(cfg)?),
+        history: Some(serde_json::to_value(&st.history)?),
+        accuracy,
+        other: Default::default(),
+    };
+    meta.write(&meta_path)
 }

@@ -1,62 +1,43 @@
 //! The application state. Changed only by [`super::update::update`]; read by the views.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use ratatui::crossterm::event::{KeyEvent, MouseEvent};
-use tui_input::Input;
+use tui_input::{Input, InputRequest};
 
-use super::data::{Importance, ModelSummary, RunParams, RunView, StepKind, WorkerMsg};
+use super::data::{ModelSummary, WorkerMsg};
 use super::keymap::{Command, Context};
-use crate::analysis::importance::ImportanceMethod;
+use super::tab::Tab;
+use crate::analysis::importance::{Importance, ImportanceMethod};
+use crate::analysis::run::{RunAnalysis, RunParams, Step};
 use crate::session::{Session, ViewState};
+use crate::thought::StepKind;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Tab {
-    Lens,
-    Layers,
-    Heads,
-    Attention,
-    Compare,
-}
-
-impl Tab {
-    pub const ALL: [Tab; 5] = [
-        Tab::Lens,
-        Tab::Layers,
-        Tab::Heads,
-        Tab::Attention,
-        Tab::Compare,
-    ];
-
-    pub fn title(self) -> &'static str {
-        match self {
-            Tab::Lens => "Lens",
-            Tab::Layers => "Layers",
-            Tab::Heads => "Heads",
-            Tab::Attention => "Attention",
-            Tab::Compare => "Compare",
-        }
-    }
-
-    pub fn index(self) -> usize {
-        Tab::ALL.iter().position(|&t| t == self).expect("listed")
-    }
-}
-
-/// Everything the user or the machinery can do to the state.
+/// Everything the user or the machinery can do to the state. Terminal events are mapped to
+/// these first (see [`super::events`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    /// A key press, read through the key table.
-    Key(KeyEvent),
-    Mouse(MouseEvent),
-    /// A command directly (tests, mouse).
+    /// A command of the key table.
     Cmd(Command),
+    /// An edit of the line being typed (prompt, save name).
+    Edit(InputRequest),
+    /// A click on something the screen shows.
+    Click(Hit),
     Resize(u16, u16),
     /// Time passes (spinner).
     Tick,
     /// Text pasted into the terminal.
     Paste(String),
     Worker(WorkerMsg),
+}
+
+/// What a mouse click landed on (the views' hit test says).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hit {
+    Tab(Tab),
+    Step(usize),
+    Cell { step: usize, layer: usize },
+    Head { layer: usize, head: usize },
 }
 
 /// Which overlay has the keyboard.
@@ -109,8 +90,9 @@ pub struct App {
     pub generation: u64,
     /// Whether a run of the current generation is under way.
     pub running: bool,
-    /// The last good result.
-    pub run: Option<RunView>,
+    /// The last good result, and its baseline (the run without interventions).
+    pub run: Option<Arc<RunAnalysis>>,
+    pub baseline: Option<Arc<RunAnalysis>>,
     pub importance: ImportanceState,
     /// The last good importance, with the generation it belongs to.
     pub importance_result: Option<(u64, Importance)>,
@@ -130,9 +112,6 @@ pub struct App {
     pub status: Option<Status>,
     /// Ticks while something runs (spinner frames).
     pub ticks: u64,
-    /// The tick at which the Heads tab's sweep starts after a new result: toggles in quick
-    /// succession then do not each wait for a sweep to stop.
-    pub sweep_at: Option<u64>,
     /// Terminal size, for mouse hit-testing.
     pub size: (u16, u16),
     pub should_quit: bool,
@@ -162,6 +141,7 @@ impl App {
             generation: 0,
             running: false,
             run: None,
+            baseline: None,
             importance: ImportanceState::Idle,
             importance_result: None,
             importance_method: ImportanceMethod::Ablation,
@@ -174,7 +154,6 @@ impl App {
             overlay: Overlay::None,
             status: None,
             ticks: 0,
-            sweep_at: None,
             size,
             should_quit: false,
             fatal: None,
@@ -202,7 +181,6 @@ impl App {
     pub fn busy(&self) -> bool {
         self.model.is_none() && self.fatal.is_none()
             || self.running
-            || self.sweep_at.is_some()
             || matches!(self.importance, ImportanceState::Running { .. })
             || self.file_job
     }
@@ -229,7 +207,7 @@ impl App {
     }
 
     /// The selected step of the shown run.
-    pub fn selected_step(&self) -> Option<&super::data::Step> {
+    pub fn selected_step(&self) -> Option<&Step> {
         self.run.as_ref().and_then(|r| r.steps.get(self.step))
     }
 

@@ -1,25 +1,21 @@
-//! What the worker computes, from the engine's outputs to the plain [`RunView`]. This is the
-//! only TUI module that sees tensors.
+//! What the worker computes: the engine's analyses of the settings shown, with the baseline
+//! kept between runs. This is the only TUI module that sees the model.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use anyhow::{Result, bail};
-use candle_core::{D, DType, IndexOp, Tensor};
+use anyhow::Result;
 
-use super::data::{
-    Comparison, Documents, Importance, LensCell, ModelSummary, RunParams, RunSummary, RunView,
-    Step, StepKind, TokProb,
-};
-use crate::analysis::document::{AnalysisDocument, document_from_analyses};
+use super::data::{ModelSummary, RunResult};
 use crate::analysis::importance::{
-    ImportanceMethod, SweepControl, ablation_importance, gradient_importance, kl,
-    scored_spec_of_answer,
+    Importance, ImportanceMethod, SweepControl, importance_of_answer,
 };
-use crate::analysis::{angular_profile, lens_summaries, prune_blocks, resid_host, step_analysis};
+use crate::analysis::run::{
+    AnalysedRun, RunAnalysis, RunParams, Runtime, compare, run_and_analyze,
+};
 use crate::model::load::{device_label, dtype_label};
-use crate::model::{LoadedModel, ModelSource, Tokenizer};
-use crate::thought::{self, RunSpec, StepRecord};
+use crate::model::{LoadedModel, ModelSource};
 
 pub fn model_summary(lm: &LoadedModel) -> ModelSummary {
     let info = &lm.model.info;
@@ -33,253 +29,23 @@ pub fn model_summary(lm: &LoadedModel) -> ModelSummary {
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
     };
-    ModelSummary {
-        name,
-        arch: info.arch.label().to_string(),
-        layers: info.layers,
-        heads: info.heads,
-        d_model: info.d_model,
+    let runtime = Runtime {
         device: device_label(lm.model.device()),
         dtype: dtype_label(lm.model.dtype()).to_string(),
-        coconut_tokens: lm.tokenizer.coconut.is_some(),
-    }
-}
-
-/// A token as shown on screen: decoded, trimmed, newlines as `⏎`, special tokens by name.
-/// Byte-level pieces of a character (which decode to U+FFFD) show as their vocabulary string.
-pub fn display_token(tok: &Tokenizer, id: u32) -> String {
-    let text = tok.decode(&[id]).unwrap_or_default();
-    let shown = if text.contains('\u{FFFD}') {
-        tok.token_text(id)
-    } else if text.trim().is_empty() {
-        if text.contains('\n') {
-            "⏎".to_string()
-        } else if !text.is_empty() {
-            "␣".to_string()
-        } else {
-            tok.token_text(id)
-        }
-    } else {
-        text.trim().replace('\n', "⏎").replace('\t', "⇥")
     };
-    // Nothing visible (control or zero-width characters): name the id.
-    let visible: String = shown.chars().filter(|c| !c.is_control()).collect();
-    if crate::tui::widgets::width(&visible) == 0 {
-        format!("<{id}>")
-    } else {
-        visible
-    }
+    ModelSummary::new(name, info, runtime, lm.tokenizer.coconut.is_some())
 }
 
-fn check(cancel: &AtomicBool) -> Result<()> {
-    if cancel.load(Ordering::Relaxed) {
-        bail!("cancelled");
-    }
-    Ok(())
-}
-
-fn spec(params: &RunParams, context_rows: usize, attention: bool) -> RunSpec {
-    RunSpec {
-        thoughts: params.thoughts,
-        mode: params.mode,
-        max_new_tokens: params.max_new_tokens,
-        context_rows,
-        attention,
-        forced_answer: Vec::new(),
-    }
-}
-
-/// One run, analysed; kept by the worker for comparisons.
-pub struct RunData {
-    pub params: RunParams,
-    pub prompt_tokens: Vec<String>,
-    pub markers: bool,
-    pub steps: Vec<Step>,
-    pub summary: RunSummary,
-    pub answer_ids: Vec<u32>,
-    /// Log-probabilities of every answer step.
-    pub answer_lp: Vec<Vec<f32>>,
-    pub target: Option<TokProb>,
-    pub blocks: Vec<crate::analysis::BlockChoice>,
-    /// The engine's analysis document of this run (what sessions save).
-    pub document: AnalysisDocument,
-}
-
-/// The answer step the lens tracks and head importance scores: the last answer token with a
-/// letter or digit in it (the concept of a ProsQA answer), else the first.
-fn tracked_step(tok: &Tokenizer, ids: &[u32], eos: &[u32]) -> Option<usize> {
-    ids.iter()
-        .rposition(|&id| {
-            !eos.contains(&id) && display_token(tok, id).chars().any(char::is_alphanumeric)
-        })
-        .or((!ids.is_empty()).then_some(0))
-}
-
-fn log_softmax_host(logits: &Tensor) -> Result<Vec<f32>> {
-    let lp = candle_nn::ops::log_softmax(&logits.to_dtype(DType::F32)?, D::Minus1)?;
-    Ok(lp.to_vec1()?)
-}
-
-/// Runs and analyses `params`; the lens tracks `target` (else this run's own answer token).
-pub fn analyse_run(
-    lm: &LoadedModel,
-    params: &RunParams,
-    target: Option<u32>,
-    cancel: &AtomicBool,
-) -> Result<RunData> {
-    let (model, tok) = (&lm.model, &lm.tokenizer);
-    let ids = tok.encode_prompt(&params.prompt)?;
-    let hooks = model.hooks(&params.interventions)?;
-    let run = thought::run(
-        model,
-        tok,
-        &ids,
-        &spec(params, params.context_tokens + 1, true),
-        &hooks,
-    )?;
-    check(cancel)?;
-    let markers = tok.coconut.is_some();
-
-    // The last prompt row is the first thought's (or the answer's) position: drop it.
-    let ctx = run.prompt_steps.len().saturating_sub(1);
-    let mut records: Vec<(&StepRecord, StepKind, String)> = Vec::new();
-    for s in &run.prompt_steps[..ctx] {
-        let label = display_token(tok, run.input_ids[s.position]);
-        records.push((s, StepKind::Prompt, label));
-    }
-    for (k, s) in run.thoughts.iter().enumerate() {
-        records.push((s, StepKind::Thought(k + 1), format!("T{}", k + 1)));
-    }
-    for (i, s) in run.answer.iter().enumerate() {
-        records.push((s, StepKind::Answer(i), format!("A{}", i + 1)));
-    }
-
-    let answer_lp = run
-        .answer
-        .iter()
-        .map(|s| log_softmax_host(&s.logits))
-        .collect::<Result<Vec<_>>>()?;
-    let target = target.or_else(|| {
-        tracked_step(tok, &run.answer_ids, &model.info.eos_ids).map(|k| run.answer_ids[k])
-    });
-
-    let refs: Vec<&StepRecord> = records.iter().map(|(s, _, _)| *s).collect();
-    let summaries = lens_summaries(model, &refs, params.top_k, target)?;
-    check(cancel)?;
-    // The engine's document from the same lens: the thoughts and the answer's first position.
-    let analyses = (ctx..=ctx + run.thoughts.len())
-        .map(|i| step_analysis(tok, refs[i], &summaries[i], params.top_k))
-        .collect::<Result<Vec<_>>>()?;
-    let document = document_from_analyses(model, tok, &run, analyses)?;
-    let prompt_len = ids.len();
-    let tp = |id: u32, prob: f32| TokProb {
-        id,
-        text: display_token(tok, id),
-        prob,
-    };
-    let mut steps = Vec::with_capacity(records.len());
-    let mut thought_resids = Vec::new();
-    for ((s, kind, label), layers) in records.iter().zip(summaries) {
-        let lens = layers
-            .into_iter()
-            .map(|summary| {
-                let (target_rank, target_prob) = summary.tracked.unwrap_or((0, 0.0));
-                LensCell {
-                    top: summary.top.into_iter().map(|(id, p)| tp(id, p)).collect(),
-                    entropy: summary.entropy,
-                    target_rank,
-                    target_prob,
-                }
-            })
-            .collect();
-        let resid = resid_host(s)?;
-        let angular = angular_profile(&resid);
-        if matches!(kind, StepKind::Thought(_)) {
-            thought_resids.push(resid);
-        }
-        let attention = match (kind, &s.attention) {
-            (StepKind::Prompt, _) | (_, None) => None,
-            (_, Some(layers)) => Some(
-                layers
-                    .iter()
-                    .map(|a| {
-                        a.as_ref()
-                            .map(|a| -> Result<Vec<Vec<f32>>> {
-                                let a = a.i((.., ..prompt_len))?.to_dtype(DType::F32)?;
-                                Ok(a.to_vec2()?)
-                            })
-                            .transpose()
-                    })
-                    .collect::<Result<Vec<_>>>()?,
-            ),
-        };
-        steps.push(Step {
-            kind: *kind,
-            position: s.position,
-            label: label.clone(),
-            lens,
-            angular,
-            attention,
-        });
-    }
-    let top_n = params.top_k.min(3);
-    let summary = RunSummary {
-        thoughts: steps
-            .iter()
-            .filter(|s| matches!(s.kind, StepKind::Thought(_)))
-            .map(|s| {
-                s.lens
-                    .last()
-                    .map_or(vec![], |c| c.top[..top_n.min(c.top.len())].to_vec())
-            })
-            .collect(),
-        answer: run
-            .answer_ids
-            .iter()
-            .zip(&answer_lp)
-            .map(|(&id, lp)| tp(id, lp[id as usize].exp()))
-            .collect(),
-        answer_text: tok.decode(&run.answer_ids)?,
-    };
-    Ok(RunData {
-        params: params.clone(),
-        prompt_tokens: ids.iter().map(|&id| display_token(tok, id)).collect(),
-        markers,
-        steps,
-        summary,
-        answer_ids: run.answer_ids.clone(),
-        answer_lp,
-        target: target.map(|t| tp(t, 0.0)),
-        blocks: prune_blocks(&thought_resids),
-        document,
-    })
-}
-
-/// Baseline against current: KL of the first answer distribution, and at every answer position
-/// while the two greedy answers agree so far.
-pub fn compare(base: &RunData, cur: &RunData) -> Comparison {
-    let n = base.answer_lp.len().min(cur.answer_lp.len());
-    let mut kl_aligned = Vec::new();
-    for i in 0..n {
-        if i > 0 && base.answer_ids.get(i - 1) != cur.answer_ids.get(i - 1) {
-            break;
-        }
-        kl_aligned.push(kl(&base.answer_lp[i], &cur.answer_lp[i]));
-    }
-    let m = base.answer_ids.len().max(cur.answer_ids.len());
-    let divergence = (0..m).find(|&i| base.answer_ids.get(i) != cur.answer_ids.get(i));
-    Comparison {
-        baseline: base.summary.clone(),
-        kl_first: kl_aligned.first().copied().unwrap_or(0.0),
-        kl_aligned,
-        divergence,
-    }
+/// The baseline run: what comparisons need, and its analysis as results share it.
+struct Baseline {
+    run: AnalysedRun,
+    shown: Arc<RunAnalysis>,
 }
 
 /// The baseline of the current settings, reused while only the interventions change.
 #[derive(Default)]
 pub struct BaselineCache {
-    data: Option<RunData>,
+    data: Option<Baseline>,
 }
 
 impl BaselineCache {
@@ -288,11 +54,18 @@ impl BaselineCache {
         lm: &LoadedModel,
         params: &RunParams,
         cancel: &AtomicBool,
-    ) -> Result<&RunData> {
+    ) -> Result<&Baseline> {
         let key = params.baseline();
-        if self.data.as_ref().is_none_or(|d| d.params != key) {
+        if self
+            .data
+            .as_ref()
+            .is_none_or(|b| b.run.analysis.params != key)
+        {
             self.data = None;
-            self.data = Some(analyse_run(lm, &key, None, cancel)?);
+            let mut run = run_and_analyze(&lm.model, &lm.tokenizer, &key, None, true, cancel)?;
+            run.analysis.comparison = compare(&run, &run);
+            let shown = Arc::new(run.analysis.clone());
+            self.data = Some(Baseline { run, shown });
         }
         Ok(self.data.as_ref().expect("just filled"))
     }
@@ -302,89 +75,47 @@ impl BaselineCache {
     }
 }
 
-fn view_of(data: &RunData, base: &RunData, comparison: Comparison, compute_ms: f64) -> RunView {
-    RunView {
-        params: data.params.clone(),
-        prompt_tokens: data.prompt_tokens.clone(),
-        markers: data.markers,
-        steps: data.steps.clone(),
-        summary: data.summary.clone(),
-        target: data.target.clone(),
-        blocks: data.blocks.clone(),
-        comparison,
-        compute_ms,
-        documents: Some(Box::new(Documents {
-            baseline: base.document.clone(),
-            current: data.document.clone(),
-        })),
-    }
-}
-
-/// The view of `params` with its comparison to the baseline.
+/// The analysis of `params` with its comparison to the baseline.
 pub fn compute_run(
     lm: &LoadedModel,
     params: &RunParams,
     cache: &mut BaselineCache,
     cancel: &AtomicBool,
-) -> Result<RunView> {
+) -> Result<RunResult> {
     let t0 = Instant::now();
-    let base = cache.get(lm, params, cancel)?;
+    let Baseline { run: base, shown } = cache.get(lm, params, cancel)?;
+    let elapsed = || t0.elapsed().as_secs_f64() * 1e3;
     if params.interventions.is_empty() {
-        let cmp = compare(base, base);
-        return Ok(view_of(base, base, cmp, t0.elapsed().as_secs_f64() * 1e3));
+        let mut current = (**shown).clone();
+        current.compute_ms = elapsed();
+        let current = Arc::new(current);
+        return Ok(RunResult {
+            baseline: current.clone(),
+            current,
+        });
     }
-    check(cancel)?;
-    let target = base.target.as_ref().map(|t| t.id);
-    let cur = analyse_run(lm, params, target, cancel)?;
-    let cmp = compare(base, &cur);
-    Ok(view_of(&cur, base, cmp, t0.elapsed().as_secs_f64() * 1e3))
+    let target = base.analysis.target.as_ref().map(|t| t.id);
+    let mut cur = run_and_analyze(&lm.model, &lm.tokenizer, params, target, true, cancel)?;
+    cur.analysis.comparison = compare(base, &cur);
+    cur.analysis.compute_ms = elapsed();
+    Ok(RunResult {
+        baseline: shown.clone(),
+        current: Arc::new(cur.analysis),
+    })
 }
 
-/// Head and layer importance on top of the run's interventions.
+/// Head and layer importance of the run of `params` that answered `answer`.
 pub fn compute_importance(
     lm: &LoadedModel,
     params: &RunParams,
+    answer: &[u32],
     method: ImportanceMethod,
     progress: &mut dyn FnMut(usize, usize),
     cancel: &AtomicBool,
 ) -> Result<Importance> {
-    let t0 = Instant::now();
-    let (model, tok) = (&lm.model, &lm.tokenizer);
-    let ids = tok.encode_prompt(&params.prompt)?;
-    let spec = spec(params, 1, false);
-    let iv = &params.interventions;
-    // Scored at the token the lens tracks, with the answer before it forced.
-    let answer = thought::run(model, tok, &ids, &spec, &model.hooks(iv)?)?.answer_ids;
-    let step = tracked_step(tok, &answer, &model.info.eos_ids).unwrap_or(0);
-    check(cancel)?;
-    let (spec, target) = scored_spec_of_answer(model, &spec, &answer, step)?;
-    check(cancel)?;
-    let (heads, layers) = match method {
-        ImportanceMethod::Ablation => {
-            let (l, h) = (model.info.layers, model.info.heads);
-            progress(0, l * h + l);
-            let mut ctl = SweepControl {
-                progress,
-                cancel: Some(cancel),
-            };
-            let sweep = ablation_importance(model, tok, &ids, &spec, iv, true, &mut ctl)?;
-            (sweep.heads, sweep.layers)
-        }
-        ImportanceMethod::Gradient => {
-            progress(0, 1);
-            let g = gradient_importance(model, tok, &ids, &spec, iv, target)?;
-            progress(1, 1);
-            let layers = g.iter().map(|row| row.iter().sum()).collect();
-            (g, layers)
-        }
+    let mut ctl = SweepControl {
+        progress,
+        cancel: Some(cancel),
     };
-    Ok(Importance {
-        method,
-        step,
-        target: display_token(tok, target),
-        target_id: target,
-        heads,
-        layers,
-        compute_ms: t0.elapsed().as_secs_f64() * 1e3,
-    })
+    importance_of_answer(&lm.model, &lm.tokenizer, params, answer, method, &mut ctl)
 }

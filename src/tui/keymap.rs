@@ -3,7 +3,7 @@
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use super::app::Tab;
+use super::tab::Tab;
 
 /// What a key asks for. Movement commands are read by the active tab.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

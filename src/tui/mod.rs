@@ -2,16 +2,20 @@
 //!
 //! Elm-style: [`app::App`] is the state, [`app::Action`] what can happen, [`update::update`] the
 //! pure transition (returning a [`data::Job`] when the worker must compute), and
-//! [`view::render`] draws the state. Key bindings are data ([`keymap`]). One channel carries
-//! input events and worker reports to the loop here; the [`worker`] thread alone owns the
-//! model. Results carry a generation number and stale ones are dropped.
+//! [`view::render`] draws the state. Terminal events become actions first ([`events`]); key
+//! bindings are data ([`keymap`]). One channel carries input events and worker reports to the
+//! loop here; the [`worker`] thread alone owns the model. Results are the engine's
+//! [`crate::analysis::run::RunAnalysis`], shared as `Arc`; they carry a generation number and
+//! stale ones are dropped.
 
 pub mod app;
 pub mod compute;
 pub mod data;
+pub mod events;
 pub mod keymap;
 pub mod sample;
 pub mod saved;
+pub mod tab;
 pub mod terminal;
 pub mod update;
 pub mod view;
@@ -26,13 +30,15 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use ratatui::crossterm::event::{self, Event, KeyEventKind};
+use ratatui::crossterm::event::{self, Event};
 
-use crate::cli::{TuiArgs, default_thoughts};
+use crate::analysis::run::RunParams;
+use crate::cli::TuiArgs;
+use crate::cli::args::default_thoughts;
 use crate::model::{DeviceSpec, ModelSource, load_model, parse_dtype};
 use crate::thought::ThoughtMode;
 use app::{Action, App};
-use data::{Job, RunParams, WorkerMsg};
+use data::{Job, WorkerMsg};
 use terminal::TerminalGuard;
 use worker::Worker;
 
@@ -76,7 +82,7 @@ pub fn main(args: &TuiArgs) -> Result<()> {
         .model
         .model
         .clone()
-        .unwrap_or_else(|| crate::cli::BUNDLED_MODEL.to_string());
+        .unwrap_or_else(|| crate::cli::args::BUNDLED_MODEL.to_string());
     let setup = Setup {
         model_arg,
         base_arg: args.model.base.clone(),
@@ -107,18 +113,9 @@ fn main_session(args: &TuiArgs, path: &std::path::Path) -> Result<()> {
     if args.top_k == 0 {
         bail!("--top-k must be at least 1");
     }
-    let defaults = RunParams {
-        prompt: String::new(),
-        thoughts: crate::thought::ThoughtCount::Fixed { n: 0 },
-        mode: ThoughtMode::Coconut,
-        max_new_tokens: args.run.max_new_tokens,
-        top_k: args.top_k,
-        context_tokens: args.context_tokens,
-        interventions: Default::default(),
-    };
+    // The session's own settings (a v1 file's missing ones are at the command line's defaults).
     let soft = (args.run.soft_top_k, args.run.soft_top_p);
-    let params = saved::params_of(inputs, &defaults, soft, args.run.max_thoughts)
-        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let params = session.params().clone();
     let soft = match params.mode {
         ThoughtMode::Soft { top_k, top_p } => (top_k, top_p),
         _ => soft,
@@ -138,8 +135,8 @@ fn main_session(args: &TuiArgs, path: &std::path::Path) -> Result<()> {
             "the interactive explorer needs a terminal; for JSON output use `coconut-lens analyze`"
         );
     }
-    let source = if inputs.model == crate::cli::BUNDLED_MODEL {
-        Ok(ModelSource::Local(crate::cli::bundled_model_path()))
+    let source = if inputs.model == crate::cli::args::BUNDLED_MODEL {
+        Ok(ModelSource::Local(crate::cli::args::bundled_model_path()))
     } else {
         ModelSource::parse(&inputs.model, inputs.base.as_deref())
     };
@@ -159,7 +156,7 @@ struct Setup {
     opened: Option<(std::path::PathBuf, Box<crate::session::Session>)>,
 }
 
-/// The spinner's frame time, and the unit of [`update::SWEEP_DELAY_TICKS`].
+/// The spinner's frame time.
 const TICK: Duration = Duration::from_millis(100);
 
 /// What the loop waits for.
@@ -189,16 +186,6 @@ impl LatencyLog {
         if let Some(f) = &mut self.file {
             let _ = writeln!(f, "{text}");
         }
-    }
-}
-
-fn input_action(ev: Event) -> Option<Action> {
-    match ev {
-        Event::Key(k) if k.kind != KeyEventKind::Release => Some(Action::Key(k)),
-        Event::Mouse(m) => Some(Action::Mouse(m)),
-        Event::Resize(w, h) => Some(Action::Resize(w, h)),
-        Event::Paste(s) => Some(Action::Paste(s)),
-        _ => None,
     }
 }
 
@@ -273,17 +260,17 @@ fn run(
         let busy_before = app.busy();
         for ev in events {
             let (action, at) = match ev {
-                Ev::Input(e, at) => match input_action(e) {
+                Ev::Input(e, at) => match events::action_of(&app, &e) {
                     Some(a) => (a, Some(at)),
                     None => continue,
                 },
                 Ev::Worker(msg) => {
                     if let WorkerMsg::RunDone {
                         generation,
-                        result: Ok(view),
+                        result: Ok(result),
                     } = &msg
                     {
-                        finished = Some((*generation, view.compute_ms));
+                        finished = Some((*generation, result.current.compute_ms));
                     }
                     (Action::Worker(msg), None)
                 }
@@ -298,7 +285,7 @@ fn run(
                 worker.submit(job);
             }
         }
-        // Ticks every 100 ms while something is under way (spinner, delayed sweep).
+        // Ticks every 100 ms while something is under way (spinner).
         if (busy_before || app.busy()) && last_tick.elapsed() >= TICK {
             last_tick = Instant::now();
             if let Some(job) = update::update(&mut app, Action::Tick) {

@@ -1,17 +1,16 @@
 //! Synthetic, deterministic results of every shape, for the TUI's tests, snapshots and
 //! benchmarks (no weights needed).
 
-use super::data::{
-    Comparison, Documents, Importance, LensCell, ModelSummary, RunParams, RunSummary, RunView,
-    Step, StepKind, TokProb,
+use std::sync::Arc;
+
+use super::data::{ModelSummary, RunResult};
+use crate::analysis::importance::{Importance, ImportanceMethod};
+use crate::analysis::run::{
+    Comparison, LensCell, RunAnalysis, RunParams, RunSummary, Runtime, SCHEMA, Step,
 };
-use crate::analysis::document::{
-    AnalysisDocument, AnswerAnalysis, Runtime, SCHEMA, ThoughtAnalysis, Timings, TokenInfo,
-};
-use crate::analysis::importance::ImportanceMethod;
-use crate::analysis::{BlockChoice, LensLayer, StepAnalysis, TokenProb};
+use crate::analysis::{BlockChoice, TokenProb};
 use crate::model::Interventions;
-use crate::thought::{ThoughtCount, ThoughtMode};
+use crate::thought::{StepKind, ThoughtCount, ThoughtMode};
 
 /// The size of a synthetic result.
 #[derive(Debug, Clone, Copy)]
@@ -99,7 +98,7 @@ fn lens_cell(shape: SampleShape, step: usize, layer: usize, salt: usize) -> Lens
     let depth = layer as f32 / shape.layers as f32;
     let p1 = (0.05 + 0.9 * depth * (0.5 + 0.5 * unit(step, layer, salt))).min(0.97);
     let mut rest = 1.0 - p1;
-    let mut top = vec![TokProb {
+    let mut top = vec![TokenProb {
         id: ((step * 3 + layer + salt) % WORDS.len()) as u32,
         text: word(step * 3 + layer + salt).into(),
         prob: p1,
@@ -108,7 +107,7 @@ fn lens_cell(shape: SampleShape, step: usize, layer: usize, salt: usize) -> Lens
         let p = (rest * 0.5).min(top[r - 1].prob);
         rest -= p;
         let i = step * 5 + layer * 2 + r * 7 + salt;
-        top.push(TokProb {
+        top.push(TokenProb {
             id: (i % WORDS.len()) as u32,
             text: word(i).into(),
             prob: p,
@@ -179,7 +178,7 @@ fn steps(shape: SampleShape, salt: usize) -> Vec<Step> {
 }
 
 fn summary(steps: &[Step]) -> RunSummary {
-    let answer: Vec<TokProb> = steps
+    let answer: Vec<TokenProb> = steps
         .iter()
         .filter(|s| matches!(s.kind, StepKind::Answer(_)))
         .filter_map(|s| s.output().cloned())
@@ -199,19 +198,12 @@ fn summary(steps: &[Step]) -> RunSummary {
     }
 }
 
-/// A run with the given interventions; the baseline is the run without them.
-pub fn run_view(shape: SampleShape, interventions: Interventions) -> RunView {
-    let base_steps = steps(shape, 0);
-    let base_doc_steps = base_steps.clone();
-    let baseline = summary(&base_steps);
+/// The analysis of the sample run with `interventions`, compared against the run without.
+pub fn analysis(shape: SampleShape, interventions: Interventions) -> RunAnalysis {
+    let baseline = summary(&steps(shape, 0));
     let ablated = !interventions.is_empty();
-    let steps = if ablated {
-        self::steps(shape, 1)
-    } else {
-        base_steps
-    };
+    let steps = steps(shape, usize::from(ablated));
     let summary = summary(&steps);
-    let doc_steps = steps.clone();
     let comparison = if ablated {
         Comparison {
             baseline,
@@ -227,70 +219,12 @@ pub fn run_view(shape: SampleShape, interventions: Interventions) -> RunView {
             divergence: None,
         }
     };
-    RunView {
+    RunAnalysis {
+        schema: SCHEMA.to_string(),
         params: RunParams {
             interventions,
             ..params(shape)
         },
-        prompt_tokens: (0..shape.prompt_len).map(|i| word(i).to_string()).collect(),
-        markers: true,
-        steps,
-        summary,
-        target: Some(TokProb {
-            id: 4,
-            text: "yumpus".into(),
-            prob: 0.0,
-        }),
-        blocks: (1..shape.layers)
-            .map(|n| BlockChoice {
-                n,
-                start: (shape.layers - n) / 2,
-                distance: 0.05 * n as f32 + 0.01,
-            })
-            .collect(),
-        documents: Some(Box::new(Documents {
-            baseline: document(shape, &base_doc_steps, 0),
-            current: document(shape, &doc_steps, 0),
-        })),
-        comparison,
-        compute_ms: 12.0,
-    }
-}
-
-/// The analysis document of sample steps (thoughts and the first answer step).
-pub fn document(shape: SampleShape, steps: &[Step], _salt: usize) -> AnalysisDocument {
-    let analysis = |s: &Step| StepAnalysis {
-        position: s.position,
-        entropy: s.entropy(),
-        lens: s
-            .lens
-            .iter()
-            .enumerate()
-            .map(|(layer, c)| LensLayer {
-                layer,
-                top: c
-                    .top
-                    .iter()
-                    .map(|t| TokenProb {
-                        id: t.id,
-                        text: t.text.clone(),
-                        prob: t.prob,
-                    })
-                    .collect(),
-            })
-            .collect(),
-        angular: s.angular.clone(),
-    };
-    let answers: Vec<&Step> = steps
-        .iter()
-        .filter(|s| matches!(s.kind, StepKind::Answer(_)))
-        .collect();
-    let ids: Vec<u32> = answers
-        .iter()
-        .filter_map(|s| s.output().map(|t| t.id))
-        .collect();
-    AnalysisDocument {
-        schema: SCHEMA.to_string(),
         model: crate::model::ModelInfo {
             arch: crate::model::Arch::Gpt2,
             layers: shape.layers,
@@ -305,39 +239,39 @@ pub fn document(shape: SampleShape, steps: &[Step], _salt: usize) -> AnalysisDoc
             device: "cpu".into(),
             dtype: "f32".into(),
         },
-        tokens: (0..shape.prompt_len)
-            .map(|i| TokenInfo {
-                id: (i % WORDS.len()) as u32,
-                text: word(i).to_string(),
+        input_ids: (0..shape.prompt_len)
+            .map(|i| (i % WORDS.len()) as u32)
+            .collect(),
+        prompt_tokens: (0..shape.prompt_len).map(|i| word(i).to_string()).collect(),
+        markers: true,
+        steps,
+        summary,
+        target: Some(TokenProb {
+            id: 4,
+            text: "yumpus".into(),
+            prob: 0.0,
+        }),
+        blocks: (1..shape.layers)
+            .map(|n| BlockChoice {
+                n,
+                start: (shape.layers - n) / 2,
+                distance: 0.05 * n as f32 + 0.01,
             })
             .collect(),
-        thoughts: steps
-            .iter()
-            .filter_map(|s| match s.kind {
-                StepKind::Thought(k) => Some(ThoughtAnalysis {
-                    index: k,
-                    step: analysis(s),
-                }),
-                _ => None,
-            })
-            .collect(),
-        answer: AnswerAnalysis {
-            text: answers
-                .iter()
-                .filter_map(|s| s.output().map(|t| t.text.clone()))
-                .collect::<Vec<_>>()
-                .join(" "),
-            ids,
-            first: answers
-                .first()
-                .map(|s| analysis(s))
-                .expect("an answer step"),
-        },
-        blocks: vec![],
-        head_importance: None,
-        layer_importance: None,
-        timings: Timings::default(),
+        comparison,
+        compute_ms: 12.0,
     }
+}
+
+/// A finished sample run with `interventions`, with its baseline.
+pub fn result(shape: SampleShape, interventions: Interventions) -> RunResult {
+    let current = Arc::new(analysis(shape, interventions.clone()));
+    let baseline = if interventions.is_empty() {
+        current.clone()
+    } else {
+        Arc::new(analysis(shape, Interventions::default()))
+    };
+    RunResult { current, baseline }
 }
 
 pub fn importance(shape: SampleShape, method: ImportanceMethod) -> Importance {

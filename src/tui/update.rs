@@ -1,39 +1,27 @@
 //! The state update: `update(&mut App, Action) -> Option<Job>`. No I/O, no clock: what needs the
 //! worker comes back as a job for the runtime to send.
 
-use ratatui::crossterm::event::{Event, MouseButton, MouseEventKind};
-use tui_input::backend::crossterm::to_input_request;
 use tui_input::{Input, InputRequest};
 
-use super::app::{Action, App, ImportanceState, Overlay, Status, Tab};
-use super::data::{Job, RunView, SaveOutcome, StepKind, WorkerMsg};
-use super::keymap::{Command, lookup};
-use super::saved::{restore_view, same_results, session_of};
-use super::view::{Hit, hit_test};
+use super::app::{Action, App, Hit, ImportanceState, Overlay, Status};
+use super::data::{Job, SaveOutcome, WorkerMsg};
+use super::keymap::Command;
+use super::saved::{restore_view, session_of};
+use super::tab::Tab;
 use crate::analysis::importance::ImportanceMethod;
-use crate::thought::{ThoughtCount, ThoughtMode};
+use crate::analysis::run::RunAnalysis;
+use crate::thought::{StepKind, ThoughtCount, ThoughtMode};
 
 /// The most thoughts `+` goes to.
 pub const MAX_THOUGHTS: usize = 64;
 
-/// Ticks (100 ms each) between a new result on the Heads tab and the start of its sweep.
-pub const SWEEP_DELAY_TICKS: u64 = 4;
-
 pub fn update(app: &mut App, action: Action) -> Option<Job> {
     match action {
-        Action::Key(ev) => {
-            let ctx = app.context();
-            match lookup(ctx, &ev) {
-                Some(cmd) => command(app, cmd),
-                None => {
-                    if let Overlay::Input(input) | Overlay::SaveAs(input) = &mut app.overlay
-                        && let Some(req) = to_input_request(&Event::Key(ev))
-                    {
-                        input.handle(req);
-                    }
-                    None
-                }
+        Action::Edit(req) => {
+            if let Overlay::Input(input) | Overlay::SaveAs(input) = &mut app.overlay {
+                input.handle(req);
             }
+            None
         }
         Action::Paste(text) => {
             if let Overlay::Input(input) | Overlay::SaveAs(input) = &mut app.overlay {
@@ -44,20 +32,7 @@ pub fn update(app: &mut App, action: Action) -> Option<Job> {
             }
             None
         }
-        Action::Mouse(me) => {
-            if !matches!(app.overlay, Overlay::None) {
-                return None;
-            }
-            match me.kind {
-                MouseEventKind::Down(MouseButton::Left) => {
-                    let hit = hit_test(app, me.column, me.row)?;
-                    click(app, hit)
-                }
-                MouseEventKind::ScrollUp => command(app, Command::Up),
-                MouseEventKind::ScrollDown => command(app, Command::Down),
-                _ => None,
-            }
-        }
+        Action::Click(hit) => click(app, hit),
         Action::Cmd(cmd) => command(app, cmd),
         Action::Resize(w, h) => {
             app.size = (w, h);
@@ -65,13 +40,7 @@ pub fn update(app: &mut App, action: Action) -> Option<Job> {
         }
         Action::Tick => {
             app.ticks = app.ticks.wrapping_add(1);
-            match app.sweep_at {
-                Some(at) if app.ticks >= at => {
-                    app.sweep_at = None;
-                    want_importance(app, false)
-                }
-                _ => None,
-            }
+            None
         }
         Action::Worker(msg) => worker(app, msg),
     }
@@ -92,7 +61,6 @@ fn new_run(app: &mut App) -> Option<Job> {
     }
     app.generation += 1;
     app.running = true;
-    app.sweep_at = None;
     app.importance = ImportanceState::Idle;
     app.status = None;
     Some(Job::Run {
@@ -107,15 +75,17 @@ fn want_importance(app: &mut App, force: bool) -> Option<Job> {
     if app.read_only.is_some() {
         return None;
     }
-    let run_ok = app.run.as_ref().is_some_and(|r| r.params == app.params);
-    if app.tab != Tab::Heads || app.running || !run_ok {
+    let answer = match &app.run {
+        Some(r) if r.params == app.params => r.summary.answer.iter().map(|t| t.id).collect(),
+        _ => return None,
+    };
+    if app.tab != Tab::Heads || app.running {
         return None;
     }
     let idle = matches!(app.importance, ImportanceState::Idle);
     if !force && (!idle || app.current_importance().is_some()) {
         return None;
     }
-    app.sweep_at = None;
     app.importance_requests += 1;
     app.importance = ImportanceState::Running {
         generation: app.generation,
@@ -128,6 +98,7 @@ fn want_importance(app: &mut App, force: bool) -> Option<Job> {
         generation: app.generation,
         request: app.importance_requests,
         params: app.params.clone(),
+        answer,
         method: app.importance_method,
     })
 }
@@ -268,7 +239,7 @@ fn command(app: &mut App, cmd: Command) -> Option<Job> {
                 }
             };
             match &app.saved {
-                Some((path, saved)) if same_results(saved, &session) => {
+                Some((path, saved)) if saved.same_results(&session) => {
                     let path = path.clone();
                     app.file_job = true;
                     set_status(app, "exporting the plots…", false);
@@ -371,7 +342,7 @@ fn command(app: &mut App, cmd: Command) -> Option<Job> {
         Command::MoreThoughts | Command::FewerThoughts => {
             let now = match app.params.thoughts {
                 ThoughtCount::Fixed { n } => n,
-                ThoughtCount::Auto { .. } => app.run.as_ref().map_or(0, RunView::thought_count),
+                ThoughtCount::Auto { .. } => app.run.as_ref().map_or(0, |r| r.thought_count()),
             };
             let n = if cmd == Command::MoreThoughts {
                 (now + 1).min(MAX_THOUGHTS)
@@ -517,7 +488,7 @@ fn click(app: &mut App, hit: Hit) -> Option<Job> {
 }
 
 /// Where the selection goes in a new run: the same thought or answer token when it exists.
-fn remap_step(old: &RunView, old_step: usize, new: &RunView) -> usize {
+fn remap_step(old: &RunAnalysis, old_step: usize, new: &RunAnalysis) -> usize {
     let last = new.steps.len().saturating_sub(1);
     let Some(kind) = old.steps.get(old_step).map(|s| s.kind) else {
         return 0;
@@ -554,7 +525,7 @@ fn remap_step(old: &RunView, old_step: usize, new: &RunView) -> usize {
 }
 
 /// The step selected in a first run: the first thought, else the first answer token.
-fn initial_step(run: &RunView) -> usize {
+fn initial_step(run: &RunAnalysis) -> usize {
     run.steps
         .iter()
         .position(|s| s.kind != StepKind::Prompt)
@@ -593,20 +564,20 @@ fn worker(app: &mut App, msg: WorkerMsg) -> Option<Job> {
             }
             app.running = false;
             match result {
-                Ok(view) => {
+                Ok(result) => {
                     app.step = match &app.run {
-                        Some(old) => remap_step(old, app.step, &view),
-                        None => initial_step(&view),
+                        Some(old) => remap_step(old, app.step, &result.current),
+                        None => initial_step(&result.current),
                     };
-                    app.run = Some(*view);
+                    app.run = Some(result.current);
+                    app.baseline = Some(result.baseline);
                     if let Some(v) = app.restore.take() {
                         restore_view(app, &v);
                     }
                     clamp_layer(app);
-                    if app.tab == Tab::Heads {
-                        app.sweep_at = Some(app.ticks + SWEEP_DELAY_TICKS);
-                    }
-                    None
+                    // The Heads tab's sweep starts with its input; a toggle that follows
+                    // supersedes it (the worker stops it at its next layer).
+                    want_importance(app, false)
                 }
                 Err(e) => {
                     set_status(app, e, true);

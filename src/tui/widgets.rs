@@ -110,7 +110,7 @@ pub fn bar(frac: f32, width: usize) -> String {
 /// A probability as a percentage: `82.1%`, `0.3%`, `<0.1%`.
 pub fn pct(p: f32) -> String {
     if !p.is_finite() {
-        // Not known (a saved session keeps only part of what the views show).
+        // Not known (a v1 session file keeps only part of what the views show).
         return "n/a".to_string();
     }
     let x = p * 100.0;

@@ -7,12 +7,11 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
 
 use anyhow::Result;
 
 use super::compute::{BaselineCache, compute_importance, compute_run, model_summary};
-use super::data::{Job, WorkerMsg};
+use super::data::{Job, WorkerMsg, error_line};
 use crate::model::LoadedModel;
 
 /// The worker thread's name; the panic hook leaves the terminal alone for panics there (they
@@ -40,7 +39,6 @@ type Out = Arc<dyn Fn(WorkerMsg) + Send + Sync>;
 
 pub struct Worker {
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
     out: Out,
 }
 
@@ -55,15 +53,12 @@ impl Worker {
         let sh = shared.clone();
         let out: Out = Arc::new(out);
         let thread_out = out.clone();
-        let thread = std::thread::Builder::new()
+        // Detached: on drop the worker is asked to stop and ends after its current job.
+        std::thread::Builder::new()
             .name(THREAD_NAME.to_string())
             .spawn(move || serve(load, &*thread_out, sh))
             .expect("spawn the worker thread");
-        Worker {
-            shared,
-            thread: Some(thread),
-            out,
-        }
+        Worker { shared, out }
     }
 
     /// Hands a job over. Computations go to the worker thread (latest wins); file jobs (save,
@@ -114,14 +109,6 @@ impl Worker {
         }
     }
 
-    /// Stops the worker after its current job and waits for it.
-    pub fn shutdown(mut self) {
-        self.stop();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-
     fn stop(&self) {
         let mut slot = self.shared.slot.lock().expect("worker slot");
         slot.shutdown = true;
@@ -156,7 +143,7 @@ fn serve(
     let lm = match catch_unwind(AssertUnwindSafe(load)) {
         Ok(Ok(lm)) => lm,
         Ok(Err(e)) => {
-            out(WorkerMsg::LoadFailed(format!("{e:#}").replace('\n', " ")));
+            out(WorkerMsg::LoadFailed(error_line(&e)));
             return;
         }
         Err(p) => {
@@ -217,9 +204,7 @@ fn run_job(
 ) {
     match job {
         Job::Run { generation, params } => {
-            let result = compute_run(lm, params, cache, cancel)
-                .map(Box::new)
-                .map_err(|e| format!("{e:#}").replace('\n', " "));
+            let result = compute_run(lm, params, cache, cancel).map_err(|e| error_line(&e));
             out(WorkerMsg::RunDone {
                 generation: *generation,
                 result,
@@ -229,6 +214,7 @@ fn run_job(
             generation,
             request,
             params,
+            answer,
             method,
         } => {
             let request = *request;
@@ -243,14 +229,14 @@ fn run_job(
                     total,
                 })
             };
-            let result = compute_importance(lm, params, *method, &mut progress, cancel);
+            let result = compute_importance(lm, params, answer, *method, &mut progress, cancel);
             if cancel.load(Ordering::Relaxed) {
                 out(WorkerMsg::Cancelled { request });
             } else {
                 out(WorkerMsg::ImportanceDone {
                     generation: *generation,
                     request,
-                    result: result.map_err(|e| format!("{e:#}").replace('\n', " ")),
+                    result: result.map_err(|e| error_line(&e)),
                 });
             }
         }

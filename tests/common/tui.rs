@@ -3,10 +3,11 @@
 use std::sync::mpsc;
 
 use anyhow::anyhow;
+use coconut_lens::analysis::run::RunParams;
 use coconut_lens::model::{Interventions, ModelSource, load_model};
 use coconut_lens::thought::{ThoughtCount, ThoughtMode};
 use coconut_lens::tui::app::App;
-use coconut_lens::tui::data::{RunParams, WorkerMsg};
+use coconut_lens::tui::data::WorkerMsg;
 use coconut_lens::tui::view::render;
 use coconut_lens::tui::worker::Worker;
 use ratatui::Terminal;

@@ -5,20 +5,26 @@ mod views;
 
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
-use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
 
 use super::app::{Action, App};
 use super::data::{Job, WorkerMsg};
+use super::events::handle;
 use super::sample::{self, SampleShape};
 use super::update::update;
 use super::view::render;
 
-pub fn key(c: char) -> Action {
-    Action::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
+pub fn key(c: char) -> Event {
+    Event::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
 }
 
-pub fn code(code: KeyCode) -> Action {
-    Action::Key(KeyEvent::new(code, KeyModifiers::NONE))
+pub fn code(code: KeyCode) -> Event {
+    Event::Key(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+/// A terminal event, mapped to its action and applied.
+pub fn press(app: &mut App, ev: Event) -> Option<Job> {
+    handle(app, &ev)
 }
 
 /// An app that has loaded a model and shown its first run.
@@ -37,12 +43,12 @@ pub fn ready(shape: SampleShape) -> App {
 
 /// Delivers the run of the app's current settings.
 pub fn deliver(app: &mut App, generation: u64, shape: SampleShape) -> Option<Job> {
-    let view = sample::run_view(shape, app.params.interventions.clone());
+    let result = sample::result(shape, app.params.interventions.clone());
     update(
         app,
         Action::Worker(WorkerMsg::RunDone {
             generation,
-            result: Ok(Box::new(view)),
+            result: Ok(result),
         }),
     )
 }

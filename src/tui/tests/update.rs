@@ -1,20 +1,21 @@
 //! Pure state-update tests: keys in, state and jobs out.
 
 use ratatui::crossterm::event::{
-    KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
+    Event, KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
 };
 
 use super::*;
 use crate::analysis::importance::ImportanceMethod;
 use crate::model::Interventions;
+use crate::thought::StepKind;
 use crate::thought::{ThoughtCount, ThoughtMode};
-use crate::tui::app::{ImportanceState, Overlay, Tab};
-use crate::tui::data::StepKind;
+use crate::tui::app::{ImportanceState, Overlay};
 use crate::tui::sample;
+use crate::tui::tab::Tab;
 
 const S: SampleShape = SampleShape::SMALL;
 
-fn run_job(job: Option<Job>) -> (u64, crate::tui::data::RunParams) {
+fn run_job(job: Option<Job>) -> (u64, crate::analysis::run::RunParams) {
     match job {
         Some(Job::Run { generation, params }) => (generation, params),
         other => panic!("expected a run job, got {other:?}"),
@@ -53,23 +54,23 @@ fn a_load_error_quits_with_the_message() {
 fn toggling_heads_and_layers_recomputes() {
     let mut app = ready(S);
     assert_eq!(
-        update(&mut app, key(' ')),
+        press(&mut app, key(' ')),
         None,
         "Space does nothing on the Lens tab"
     );
-    update(&mut app, key('3'));
-    update(&mut app, code(KeyCode::Down));
-    update(&mut app, code(KeyCode::Right));
-    update(&mut app, code(KeyCode::Right));
+    press(&mut app, key('3'));
+    press(&mut app, code(KeyCode::Down));
+    press(&mut app, code(KeyCode::Right));
+    press(&mut app, code(KeyCode::Right));
     assert_eq!(app.head, (1, 2));
-    let (g, p) = run_job(update(&mut app, key(' ')));
+    let (g, p) = run_job(press(&mut app, key(' ')));
     assert_eq!(g, 2);
     assert!(p.interventions.ablated_heads.contains(&(1, 2)));
     assert!(app.is_head_ablated(1, 2));
-    let (g, p) = run_job(update(&mut app, key('L')));
+    let (g, p) = run_job(press(&mut app, key('L')));
     assert_eq!(g, 3);
     assert!(p.interventions.skipped_layers.contains(&1));
-    let (_, p) = run_job(update(&mut app, key(' ')));
+    let (_, p) = run_job(press(&mut app, key(' ')));
     assert!(
         p.interventions.ablated_heads.is_empty(),
         "Space again restores the head"
@@ -80,14 +81,14 @@ fn toggling_heads_and_layers_recomputes() {
 #[test]
 fn stale_results_are_dropped() {
     let mut app = ready(S);
-    update(&mut app, key('3'));
-    let (g1, _) = run_job(update(&mut app, key(' ')));
-    run_job(update(&mut app, key('L')));
-    let (g3, _) = run_job(update(&mut app, key(' ')));
+    press(&mut app, key('3'));
+    let (g1, _) = run_job(press(&mut app, key(' ')));
+    run_job(press(&mut app, key('L')));
+    let (g3, _) = run_job(press(&mut app, key(' ')));
     assert!(g1 < g3);
     // The result of the first toggle arrives after the second: dropped.
     let before = app.run.clone();
-    let stale = sample::run_view(
+    let stale = sample::result(
         S,
         Interventions {
             ablated_heads: [(0, 0)].into(),
@@ -98,7 +99,7 @@ fn stale_results_are_dropped() {
         &mut app,
         Action::Worker(WorkerMsg::RunDone {
             generation: g1,
-            result: Ok(Box::new(stale)),
+            result: Ok(stale),
         }),
     );
     assert_eq!(app.run, before);
@@ -115,7 +116,7 @@ fn stale_results_are_dropped() {
 fn errors_keep_the_last_good_result() {
     let mut app = ready(S);
     let good = app.run.clone();
-    let (g, _) = run_job(update(&mut app, key('+')));
+    let (g, _) = run_job(press(&mut app, key('+')));
     update(
         &mut app,
         Action::Worker(WorkerMsg::RunDone {
@@ -127,14 +128,14 @@ fn errors_keep_the_last_good_result() {
     let status = app.status.clone().unwrap();
     assert!(status.error && status.text.contains("600 positions"));
     // The next change clears the error.
-    update(&mut app, key('-'));
+    press(&mut app, key('-'));
     assert!(app.status.is_none());
 }
 
 #[test]
 fn reset_restores_the_baseline_settings() {
     let mut app = ready(S);
-    assert_eq!(update(&mut app, key('r')), None);
+    assert_eq!(press(&mut app, key('r')), None);
     assert!(
         app.status
             .as_ref()
@@ -142,10 +143,10 @@ fn reset_restores_the_baseline_settings() {
             .text
             .contains("nothing to reset")
     );
-    update(&mut app, key('3'));
-    update(&mut app, key(' '));
-    update(&mut app, key('L'));
-    let (_, p) = run_job(update(&mut app, key('r')));
+    press(&mut app, key('3'));
+    press(&mut app, key(' '));
+    press(&mut app, key('L'));
+    let (_, p) = run_job(press(&mut app, key('r')));
     assert!(p.interventions.is_empty());
     assert_eq!(p, sample::params(S));
 }
@@ -153,27 +154,27 @@ fn reset_restores_the_baseline_settings() {
 #[test]
 fn thoughts_and_modes() {
     let mut app = ready(S);
-    let (_, p) = run_job(update(&mut app, key('+')));
+    let (_, p) = run_job(press(&mut app, key('+')));
     assert_eq!(p.thoughts, ThoughtCount::Fixed { n: 4 });
-    let (_, p) = run_job(update(&mut app, key('=')));
+    let (_, p) = run_job(press(&mut app, key('=')));
     assert_eq!(p.thoughts, ThoughtCount::Fixed { n: 5 });
     app.params.thoughts = ThoughtCount::Fixed { n: 0 };
-    assert_eq!(update(&mut app, key('-')), None, "no fewer than 0");
+    assert_eq!(press(&mut app, key('-')), None, "no fewer than 0");
     // Auto becomes a fixed count next to what ran.
     app.params.thoughts = ThoughtCount::Auto {
         entropy_stop: 1.0,
         max: 16,
     };
-    let (_, p) = run_job(update(&mut app, key('+')));
+    let (_, p) = run_job(press(&mut app, key('+')));
     assert_eq!(p.thoughts, ThoughtCount::Fixed { n: S.thoughts + 1 });
 
     let modes: Vec<&str> = (0..4)
-        .map(|_| run_job(update(&mut app, key('m'))).1.mode.name())
+        .map(|_| run_job(press(&mut app, key('m'))).1.mode.name())
         .collect();
     assert_eq!(modes, ["soft", "token", "pause", "coconut"]);
     app.model.as_mut().unwrap().coconut_tokens = false;
     app.params.mode = ThoughtMode::Token;
-    let (_, p) = run_job(update(&mut app, key('m')));
+    let (_, p) = run_job(press(&mut app, key('m')));
     assert_eq!(
         p.mode,
         ThoughtMode::Coconut,
@@ -184,56 +185,56 @@ fn thoughts_and_modes() {
 #[test]
 fn the_prompt_line_edits_and_submits() {
     let mut app = ready(S);
-    update(&mut app, key('p'));
+    press(&mut app, key('p'));
     assert!(matches!(app.overlay, Overlay::Input(_)));
     // Keys type into the line instead of acting: q does not quit.
-    update(
+    press(
         &mut app,
-        Action::Key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL)),
+        Event::Key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL)),
     );
     for c in "Is Tom a cat?".chars() {
-        assert_eq!(update(&mut app, key(c)), None);
+        assert_eq!(press(&mut app, key(c)), None);
     }
-    update(&mut app, key('q'));
+    press(&mut app, key('q'));
     assert!(!app.should_quit);
-    update(&mut app, code(KeyCode::Backspace));
-    let (_, p) = run_job(update(&mut app, code(KeyCode::Enter)));
+    press(&mut app, code(KeyCode::Backspace));
+    let (_, p) = run_job(press(&mut app, code(KeyCode::Enter)));
     assert_eq!(p.prompt, "Is Tom a cat?");
     assert!(matches!(app.overlay, Overlay::None));
 
     // Esc leaves it unchanged; an empty line is refused.
-    update(&mut app, key('p'));
-    update(&mut app, key('x'));
-    assert_eq!(update(&mut app, code(KeyCode::Esc)), None);
+    press(&mut app, key('p'));
+    press(&mut app, key('x'));
+    assert_eq!(press(&mut app, code(KeyCode::Esc)), None);
     assert_eq!(app.params.prompt, "Is Tom a cat?");
-    update(&mut app, key('p'));
-    update(
+    press(&mut app, key('p'));
+    press(
         &mut app,
-        Action::Key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL)),
+        Event::Key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL)),
     );
-    assert_eq!(update(&mut app, code(KeyCode::Enter)), None);
+    assert_eq!(press(&mut app, code(KeyCode::Enter)), None);
     assert!(app.status.as_ref().unwrap().error);
     // Pasted text goes into the line, newlines as spaces.
-    update(&mut app, key('p'));
-    update(
+    press(&mut app, key('p'));
+    press(
         &mut app,
-        Action::Key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL)),
+        Event::Key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL)),
     );
     update(&mut app, Action::Paste("a\nb".into()));
-    let (_, p) = run_job(update(&mut app, code(KeyCode::Enter)));
+    let (_, p) = run_job(press(&mut app, code(KeyCode::Enter)));
     assert_eq!(p.prompt, "a b");
 }
 
 #[test]
 fn quitting() {
     let mut app = ready(S);
-    update(&mut app, key('q'));
+    press(&mut app, key('q'));
     assert!(app.should_quit);
     let mut app = ready(S);
-    update(&mut app, key('p'));
-    update(
+    press(&mut app, key('p'));
+    press(
         &mut app,
-        Action::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)),
+        Event::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)),
     );
     assert!(app.should_quit, "Ctrl-C quits even while editing");
 }
@@ -241,15 +242,15 @@ fn quitting() {
 #[test]
 fn help_takes_the_keyboard_until_closed() {
     let mut app = ready(S);
-    update(&mut app, key('?'));
+    press(&mut app, key('?'));
     assert!(matches!(app.overlay, Overlay::Help));
-    assert_eq!(update(&mut app, key('+')), None);
-    update(&mut app, key('2'));
+    assert_eq!(press(&mut app, key('+')), None);
+    press(&mut app, key('2'));
     assert_eq!(app.tab, Tab::Lens);
-    update(&mut app, code(KeyCode::Esc));
+    press(&mut app, code(KeyCode::Esc));
     assert!(matches!(app.overlay, Overlay::None));
-    update(&mut app, key('?'));
-    update(&mut app, key('q'));
+    press(&mut app, key('?'));
+    press(&mut app, key('q'));
     assert!(!app.should_quit && matches!(app.overlay, Overlay::None));
 }
 
@@ -258,7 +259,7 @@ fn tabs_cycle_both_ways() {
     let mut app = ready(S);
     let mut seen = vec![];
     for _ in 0..5 {
-        update(&mut app, code(KeyCode::Tab));
+        press(&mut app, code(KeyCode::Tab));
         seen.push(app.tab);
         if app.tab == Tab::Heads {
             // Finish the sweep the Heads tab asked for.
@@ -275,12 +276,12 @@ fn tabs_cycle_both_ways() {
             Tab::Lens
         ]
     );
-    update(
+    press(
         &mut app,
-        Action::Key(KeyEvent::new(KeyCode::BackTab, KeyModifiers::SHIFT)),
+        Event::Key(KeyEvent::new(KeyCode::BackTab, KeyModifiers::SHIFT)),
     );
     assert_eq!(app.tab, Tab::Compare);
-    update(&mut app, key('1'));
+    press(&mut app, key('1'));
     assert_eq!(app.tab, Tab::Lens);
 }
 
@@ -310,7 +311,7 @@ fn sweep_done(app: &mut App, generation: u64, request: u64, method: ImportanceMe
 #[test]
 fn the_heads_tab_runs_the_sweep_once_per_generation() {
     let mut app = ready(S);
-    let (generation, request, method) = sweep_job(update(&mut app, key('3')));
+    let (generation, request, method) = sweep_job(press(&mut app, key('3')));
     assert_eq!((generation, method), (1, ImportanceMethod::Ablation));
     for (done, total) in [(5, 20), (10, 20)] {
         update(
@@ -331,86 +332,73 @@ fn the_heads_tab_runs_the_sweep_once_per_generation() {
         }
     ));
     // Leaving and coming back does not start a second sweep.
-    assert_eq!(update(&mut app, key('1')), None);
-    assert_eq!(update(&mut app, key('3')), None);
+    assert_eq!(press(&mut app, key('1')), None);
+    assert_eq!(press(&mut app, key('3')), None);
     sweep_done(&mut app, generation, request, method);
     let imp = sample::importance(S, ImportanceMethod::Ablation);
     assert_eq!(app.current_importance(), Some(&imp));
-    assert_eq!(update(&mut app, key('1')), None);
-    assert_eq!(update(&mut app, key('3')), None, "already there");
+    assert_eq!(press(&mut app, key('1')), None);
+    assert_eq!(press(&mut app, key('3')), None, "already there");
 
     // A toggle makes it stale; the new run's result asks for a new sweep.
-    let (g, _) = run_job(update(&mut app, key(' ')));
+    let (g, _) = run_job(press(&mut app, key(' ')));
     assert!(app.current_importance().is_none());
     assert_eq!(app.stale_importance(), Some(&imp));
-    assert_eq!(deliver(&mut app, g, S), None, "the sweep waits a moment");
-    assert!(app.busy());
-    for _ in 1..crate::tui::update::SWEEP_DELAY_TICKS {
-        assert_eq!(update(&mut app, Action::Tick), None);
-    }
-    let (g2, r2, _) = sweep_job(update(&mut app, Action::Tick));
-    assert_eq!(g2, g);
+    let (g2, r2, _) = sweep_job(deliver(&mut app, g, S));
+    assert_eq!(g2, g, "the result is the sweep's input: it starts at once");
     assert!(r2 > request);
 }
 
 #[test]
-fn quick_toggles_do_not_start_sweeps_in_between() {
+fn a_toggle_supersedes_the_sweep_its_result_started() {
     let mut app = ready(S);
     app.importance = ImportanceState::Cancelled;
-    update(&mut app, key('3'));
-    let (g, _) = run_job(update(&mut app, key(' ')));
-    deliver(&mut app, g, S);
-    assert_eq!(update(&mut app, Action::Tick), None);
-    // The next toggle comes before the sweep started: no sweep is asked for in between.
-    let (g, _) = run_job(update(&mut app, key(' ')));
-    assert_eq!(app.sweep_at, None);
+    press(&mut app, key('3'));
+    let (g, _) = run_job(press(&mut app, key(' ')));
+    let (sg, _, _) = sweep_job(deliver(&mut app, g, S));
+    assert_eq!(sg, g);
+    // The next toggle asks for a run; the sweep under way is stale, and time starts nothing.
+    let (g, _) = run_job(press(&mut app, key(' ')));
+    assert_eq!(app.importance, ImportanceState::Idle);
     for _ in 0..10 {
-        assert_eq!(
-            update(&mut app, Action::Tick),
-            None,
-            "nothing while running"
-        );
+        assert_eq!(update(&mut app, Action::Tick), None, "ticks start nothing");
     }
-    deliver(&mut app, g, S);
-    let jobs: Vec<Job> = (0..10)
-        .filter_map(|_| update(&mut app, Action::Tick))
-        .collect();
-    assert_eq!(jobs.len(), 1, "one sweep once things are quiet");
-    let (g, request, method) = sweep_job(jobs.into_iter().next());
-    sweep_done(&mut app, g, request, method);
-    // Arriving on the tab starts it at once.
-    update(&mut app, key('1'));
+    let (g2, request, method) = sweep_job(deliver(&mut app, g, S));
+    assert_eq!(g2, g, "one sweep, of the latest result");
+    sweep_done(&mut app, g2, request, method);
+    // A result on a tab that does not show the sweep starts none; arriving on the tab does.
+    press(&mut app, key('1'));
     let (g, _) = run_job(update(
         &mut app,
         Action::Cmd(crate::tui::keymap::Command::ToggleHead),
     ));
-    assert_eq!(deliver(&mut app, g, S), None);
     assert_eq!(
-        app.sweep_at, None,
+        deliver(&mut app, g, S),
+        None,
         "no sweep for a tab that does not show it"
     );
-    sweep_job(update(&mut app, key('3')));
+    sweep_job(press(&mut app, key('3')));
 }
 
 #[test]
 fn esc_cancels_the_sweep_and_shift_s_restarts_it() {
     let mut app = ready(S);
-    let (_, request, _) = sweep_job(update(&mut app, key('3')));
-    assert_eq!(update(&mut app, code(KeyCode::Esc)), Some(Job::Cancel));
+    let (_, request, _) = sweep_job(press(&mut app, key('3')));
+    assert_eq!(press(&mut app, code(KeyCode::Esc)), Some(Job::Cancel));
     update(&mut app, Action::Worker(WorkerMsg::Cancelled { request }));
     assert_eq!(app.importance, ImportanceState::Cancelled);
     assert_eq!(
-        update(&mut app, code(KeyCode::Esc)),
+        press(&mut app, code(KeyCode::Esc)),
         None,
         "nothing left to cancel"
     );
-    assert_eq!(update(&mut app, key('1')), None);
+    assert_eq!(press(&mut app, key('1')), None);
     assert_eq!(
-        update(&mut app, key('3')),
+        press(&mut app, key('3')),
         None,
         "a cancelled sweep waits for s"
     );
-    sweep_job(update(&mut app, key('S')));
+    sweep_job(press(&mut app, key('S')));
 }
 
 #[test]
@@ -418,8 +406,8 @@ fn a_superseded_sweep_does_not_cancel_its_successor() {
     // '3' starts the ablation sweep, 'i' replaces it by a gradient sweep of the same
     // generation: the worker cancels the first, and its report must not touch the second.
     let mut app = ready(S);
-    let (g, first, _) = sweep_job(update(&mut app, key('3')));
-    let (g2, second, method) = sweep_job(update(&mut app, key('i')));
+    let (g, first, _) = sweep_job(press(&mut app, key('3')));
+    let (g2, second, method) = sweep_job(press(&mut app, key('i')));
     assert_eq!((g2, method), (g, ImportanceMethod::Gradient));
     update(
         &mut app,
@@ -435,8 +423,8 @@ fn a_superseded_sweep_does_not_cancel_its_successor() {
         Some(ImportanceMethod::Gradient)
     );
     // 'S' while a sweep runs restarts it; the old one's cancellation is ignored.
-    let (_, third, _) = sweep_job(update(&mut app, key('S')));
-    let (_, fourth, _) = sweep_job(update(&mut app, key('S')));
+    let (_, third, _) = sweep_job(press(&mut app, key('S')));
+    let (_, fourth, _) = sweep_job(press(&mut app, key('S')));
     update(
         &mut app,
         Action::Worker(WorkerMsg::Cancelled { request: third }),
@@ -449,12 +437,12 @@ fn a_superseded_sweep_does_not_cancel_its_successor() {
 #[test]
 fn i_switches_the_importance_method() {
     let mut app = ready(S);
-    update(&mut app, key('3'));
-    let (_, _, method) = sweep_job(update(&mut app, key('i')));
+    press(&mut app, key('3'));
+    let (_, _, method) = sweep_job(press(&mut app, key('i')));
     assert_eq!(method, ImportanceMethod::Gradient);
     // Elsewhere it only switches; the sweep waits for the Heads tab.
-    update(&mut app, key('1'));
-    assert_eq!(update(&mut app, key('i')), None);
+    press(&mut app, key('1'));
+    assert_eq!(press(&mut app, key('i')), None);
     assert_eq!(app.importance_method, ImportanceMethod::Ablation);
 }
 
@@ -462,61 +450,61 @@ fn i_switches_the_importance_method() {
 fn cursors_stay_in_range() {
     let mut app = ready(S);
     let n = app.run.as_ref().unwrap().steps.len();
-    update(&mut app, key('G'));
+    press(&mut app, key('G'));
     assert_eq!(app.step, n - 1);
-    update(&mut app, key('l'));
+    press(&mut app, key('l'));
     assert_eq!(app.step, n - 1);
-    update(&mut app, key('g'));
+    press(&mut app, key('g'));
     assert_eq!(app.step, 0);
-    update(&mut app, key('h'));
+    press(&mut app, key('h'));
     assert_eq!(app.step, 0);
     for _ in 0..10 {
-        update(&mut app, key('j'));
+        press(&mut app, key('j'));
     }
     assert_eq!(app.layer, S.layers);
     for _ in 0..10 {
-        update(&mut app, key('k'));
+        press(&mut app, key('k'));
     }
     assert_eq!(app.layer, 0);
     // The Layers tab's rows are blocks: the cursor stays on x^1..x^L.
-    update(&mut app, key('2'));
+    press(&mut app, key('2'));
     assert_eq!(app.layer, 1);
-    update(&mut app, key('k'));
+    press(&mut app, key('k'));
     assert_eq!(app.layer, 1);
     // Heads: a grid.
-    update(&mut app, key('3'));
+    press(&mut app, key('3'));
     for _ in 0..10 {
-        update(&mut app, key('l'));
-        update(&mut app, key('j'));
+        press(&mut app, key('l'));
+        press(&mut app, key('j'));
     }
     assert_eq!(app.head, (S.layers - 1, S.heads - 1));
-    update(&mut app, key('g'));
+    press(&mut app, key('g'));
     assert_eq!(app.head.0, 0);
     // Attention: ↑↓ walk the heads layer by layer, ←→ the thoughts and answer steps.
-    update(&mut app, key('4'));
-    update(&mut app, key('k'));
+    press(&mut app, key('4'));
+    press(&mut app, key('k'));
     assert_eq!(app.head, (0, S.heads - 2));
     app.head = (0, S.heads - 1);
-    update(&mut app, key('j'));
+    press(&mut app, key('j'));
     assert_eq!(app.head, (1, 0));
-    update(&mut app, key('g'));
+    press(&mut app, key('g'));
     assert_eq!(app.selected_step().unwrap().kind, StepKind::Thought(1));
-    update(&mut app, key('h'));
+    press(&mut app, key('h'));
     assert_eq!(app.selected_step().unwrap().kind, StepKind::Thought(1));
 }
 
 #[test]
 fn the_selection_follows_its_thought_across_runs() {
     let mut app = ready(S);
-    update(&mut app, key('l'));
+    press(&mut app, key('l'));
     assert_eq!(app.selected_step().unwrap().kind, StepKind::Thought(2));
-    let (g, _) = run_job(update(&mut app, key('+')));
+    let (g, _) = run_job(press(&mut app, key('+')));
     let bigger = SampleShape { thoughts: 4, ..S };
     deliver(&mut app, g, bigger);
     assert_eq!(app.selected_step().unwrap().kind, StepKind::Thought(2));
     // Fewer thoughts than the selected one: the last thought.
-    update(&mut app, key('G'));
-    update(&mut app, key('g'));
+    press(&mut app, key('G'));
+    press(&mut app, key('g'));
     app.step = app
         .run
         .as_ref()
@@ -525,13 +513,13 @@ fn the_selection_follows_its_thought_across_runs() {
         .iter()
         .position(|s| s.kind == StepKind::Thought(4))
         .unwrap();
-    let (g, _) = run_job(update(&mut app, key('-')));
+    let (g, _) = run_job(press(&mut app, key('-')));
     deliver(&mut app, g, S);
     assert_eq!(app.selected_step().unwrap().kind, StepKind::Thought(3));
 }
 
-fn click(x: u16, y: u16) -> Action {
-    Action::Mouse(MouseEvent {
+fn click(x: u16, y: u16) -> Event {
+    Event::Mouse(MouseEvent {
         kind: MouseEventKind::Down(MouseButton::Left),
         column: x,
         row: y,
@@ -544,36 +532,36 @@ fn mouse_clicks_select_tabs_steps_and_cells() {
     let mut app = ready(S);
     let t = screen(&app, 120, 40);
     let (x, y) = find(&t, "5 Compare").unwrap();
-    update(&mut app, click(x + 2, y));
+    press(&mut app, click(x + 2, y));
     assert_eq!(app.tab, Tab::Compare);
-    update(&mut app, key('1'));
+    press(&mut app, key('1'));
 
     // A lens cell: the column of T2, the row of L1.
     let t = screen(&app, 120, 40);
     let (cx, _) = *find_all(&t, "T2 ").iter().find(|&&(_, y)| y > 6).unwrap();
     let (_, ry) = find(&t, "│L1 ").unwrap();
-    update(&mut app, click(cx + 1, ry));
+    press(&mut app, click(cx + 1, ry));
     assert_eq!(app.selected_step().unwrap().kind, StepKind::Thought(2));
     assert_eq!(app.layer, 2, "row L1 is x^2");
 
     // A timeline step.
     let (ax, ay) = *find_all(&t, "T3 ").iter().find(|&&(_, y)| y == 3).unwrap();
-    update(&mut app, click(ax, ay));
+    press(&mut app, click(ax, ay));
     assert_eq!(app.selected_step().unwrap().kind, StepKind::Thought(3));
 
     // A head.
     app.importance = ImportanceState::Cancelled;
-    update(&mut app, key('3'));
+    press(&mut app, key('3'));
     let t = screen(&app, 120, 40);
     let (hx, _) = find(&t, "h3").unwrap();
     let (_, ly) = find(&t, "│L2").unwrap();
-    update(&mut app, click(hx, ly));
+    press(&mut app, click(hx, ly));
     assert_eq!(app.head, (2, 3));
 
     // Wheel scrolls like ↑↓; clicks outside anything do nothing.
-    update(
+    press(
         &mut app,
-        Action::Mouse(MouseEvent {
+        Event::Mouse(MouseEvent {
             kind: MouseEventKind::ScrollUp,
             column: 0,
             row: 0,
@@ -581,7 +569,7 @@ fn mouse_clicks_select_tabs_steps_and_cells() {
         }),
     );
     assert_eq!(app.head, (1, 3));
-    assert_eq!(update(&mut app, click(0, 0)), None);
+    assert_eq!(press(&mut app, click(0, 0)), None);
 }
 
 #[test]
@@ -609,13 +597,13 @@ fn s_asks_for_a_name_and_enter_saves_under_the_default_name() {
     let mut app = ready(S);
     app.tab = Tab::Heads;
     app.head = (2, 3);
-    assert!(update(&mut app, key('s')).is_none());
+    assert!(press(&mut app, key('s')).is_none());
     assert!(matches!(app.overlay, Overlay::SaveAs(_)));
     // Keys type into the line instead of acting: `q` does not quit.
-    assert!(update(&mut app, key('q')).is_none());
+    assert!(press(&mut app, key('q')).is_none());
     assert!(!app.should_quit);
-    update(&mut app, code(KeyCode::Backspace));
-    let job = update(&mut app, code(KeyCode::Enter));
+    press(&mut app, code(KeyCode::Backspace));
+    let job = press(&mut app, code(KeyCode::Enter));
     let Some(Job::Save {
         session,
         path,
@@ -630,11 +618,9 @@ fn s_asks_for_a_name_and_enter_saves_under_the_default_name() {
     assert!(app.file_job && app.busy());
     assert_eq!(session.view.tab, "heads");
     assert_eq!((session.view.layer, session.view.head), (2, 3));
-    let docs = app.run.as_ref().unwrap().documents.as_ref().unwrap();
-    assert_eq!(session.current, docs.current);
-    assert_eq!(session.baseline, docs.baseline);
-    assert_eq!(session.inputs.prompt, app.params.prompt);
-    assert_eq!(session.inputs.thoughts, S.thoughts.to_string());
+    assert_eq!(&session.current, &**app.run.as_ref().unwrap());
+    assert_eq!(&session.baseline, &**app.baseline.as_ref().unwrap());
+    assert_eq!(session.params(), &app.params);
     update(&mut app, saved_msg(*session, false, "sessions/x.json"));
     assert!(!app.file_job);
     let st = app.status.as_ref().unwrap();
@@ -647,16 +633,16 @@ fn s_asks_for_a_name_and_enter_saves_under_the_default_name() {
 #[test]
 fn a_typed_name_goes_into_sessions_and_esc_saves_nothing() {
     let mut app = ready(S);
-    update(&mut app, key('s'));
+    press(&mut app, key('s'));
     update(&mut app, Action::Paste("my run".into()));
-    match update(&mut app, code(KeyCode::Enter)) {
+    match press(&mut app, code(KeyCode::Enter)) {
         Some(Job::Save { path, .. }) => {
             assert_eq!(path, Some("sessions/my run.json".into()))
         }
         other => panic!("{other:?}"),
     }
-    update(&mut app, key('s'));
-    assert!(update(&mut app, code(KeyCode::Esc)).is_none());
+    press(&mut app, key('s'));
+    assert!(press(&mut app, code(KeyCode::Esc)).is_none());
     assert!(matches!(app.overlay, Overlay::None));
     assert_eq!(app.status.as_ref().unwrap().text, "not saved");
 }
@@ -684,8 +670,8 @@ fn an_existing_file_is_overwritten_only_after_yes() {
             .contains("overwrite it? y/n")
     );
     // Other keys do nothing while asking.
-    assert!(update(&mut app, key('m')).is_none());
-    assert!(update(&mut app, key('n')).is_none());
+    assert!(press(&mut app, key('m')).is_none());
+    assert!(press(&mut app, key('n')).is_none());
     assert!(matches!(app.overlay, Overlay::None));
     assert!(
         app.status
@@ -696,7 +682,7 @@ fn an_existing_file_is_overwritten_only_after_yes() {
     );
 
     update(&mut app, exists(true));
-    match update(&mut app, key('y')) {
+    match press(&mut app, key('y')) {
         Some(Job::Save {
             path,
             overwrite: true,
@@ -734,7 +720,7 @@ fn e_saves_first_then_exports_next_to_the_saved_file() {
         path: None,
         export: true,
         ..
-    }) = update(&mut app, key('e'))
+    }) = press(&mut app, key('e'))
     else {
         panic!("e saves first");
     };
@@ -757,17 +743,17 @@ fn e_saves_first_then_exports_next_to_the_saved_file() {
         "exported 10 plots to sessions/b/ in 420 ms"
     );
     // Saved and unchanged: `e` exports straight away.
-    match update(&mut app, key('e')) {
+    match press(&mut app, key('e')) {
         Some(Job::Export { path, .. }) => assert_eq!(path.to_str(), Some("sessions/b.json")),
         other => panic!("{other:?}"),
     }
     // A new result is not the saved one: `e` saves it first.
     app.file_job = false;
     app.tab = Tab::Heads;
-    let (g, _) = run_job(update(&mut app, key(' ')));
+    let (g, _) = run_job(press(&mut app, key(' ')));
     deliver(&mut app, g, S);
     assert!(matches!(
-        update(&mut app, key('e')),
+        press(&mut app, key('e')),
         Some(Job::Save { export: true, .. })
     ));
 }
@@ -781,15 +767,15 @@ fn the_saved_head_importance_is_that_of_the_result_shown() {
         sample::importance(S, ImportanceMethod::Gradient),
     ));
     let s = crate::tui::saved::session_of(&app).unwrap();
-    let hi = s.current.head_importance.as_ref().unwrap();
-    assert_eq!(hi.method, "gradient");
-    assert_eq!(hi.values.len(), S.layers);
-    assert_eq!(s.inputs.importance_method.as_deref(), Some("gradient"));
-    assert!(s.current.layer_importance.is_some());
+    let imp = s.importance.as_ref().unwrap();
+    assert_eq!(imp.method, ImportanceMethod::Gradient);
+    assert_eq!(imp.heads.len(), S.layers);
+    assert_eq!(imp.layers.len(), S.layers);
+    assert_eq!(s.inputs.importance_method, Some(ImportanceMethod::Gradient));
     // Of an older generation: not saved.
     app.generation += 1;
     let s = crate::tui::saved::session_of(&app).unwrap();
-    assert!(s.current.head_importance.is_none());
+    assert!(s.importance.is_none());
 }
 
 #[test]
@@ -815,20 +801,20 @@ fn a_session_that_cannot_load_its_model_is_shown_read_only() {
     assert_eq!(app.read_only.as_deref(), Some("no such folder"));
     assert_eq!((app.tab, app.step, app.layer), (Tab::Layers, 2, 3));
     assert!(!app.busy());
+    // Every step of the saved run, attention included.
     let run = app.run.as_ref().unwrap();
-    // Thoughts and the first answer step only; no attention.
-    assert_eq!(run.steps.len(), S.thoughts + 1);
-    assert!(run.steps.iter().all(|s| s.attention.is_none()));
+    assert_eq!(**run, sample::analysis(S, Default::default()));
+    assert_eq!(app.params, run.params);
     // Changing the run is refused, with the reason.
     for k in [' ', 'm', '+', 'r', 'p'] {
         app.tab = Tab::Heads;
-        assert!(update(&mut app, key(k)).is_none(), "{k}");
+        assert!(press(&mut app, key(k)).is_none(), "{k}");
         let st = app.status.as_ref().unwrap();
         assert!(st.error && st.text.contains("read-only"), "{k}: {st:?}");
     }
     // Export works from the saved file.
     assert!(matches!(
-        update(&mut app, key('e')),
+        press(&mut app, key('e')),
         Some(Job::Export { .. })
     ));
 }

@@ -15,7 +15,7 @@ const S: SampleShape = SampleShape::SMALL;
 fn on_tab(c: char) -> App {
     let mut app = ready(S);
     app.importance = ImportanceState::Cancelled;
-    update(&mut app, key(c));
+    press(&mut app, key(c));
     app.importance = ImportanceState::Idle;
     app.importance_result = Some((
         app.generation,
@@ -28,18 +28,18 @@ fn on_tab(c: char) -> App {
 fn ablated_on_tab(c: char) -> App {
     let mut app = ready(S);
     app.importance = ImportanceState::Cancelled;
-    update(&mut app, key('3'));
+    press(&mut app, key('3'));
     app.head = (1, 2);
-    update(&mut app, key(' '));
+    press(&mut app, key(' '));
     app.head = (3, 0);
-    let g = match update(&mut app, key('L')) {
+    let g = match press(&mut app, key('L')) {
         Some(Job::Run { generation, .. }) => generation,
         other => panic!("{other:?}"),
     };
     app.importance = ImportanceState::Cancelled;
     deliver(&mut app, g, S);
     app.head = (1, 2);
-    update(&mut app, key(c));
+    press(&mut app, key(c));
     app.importance = ImportanceState::Idle;
     app.importance_result = Some((
         app.generation,
@@ -76,7 +76,7 @@ fn snapshot_compare() {
 #[test]
 fn snapshot_help() {
     let mut app = on_tab('1');
-    update(&mut app, key('?'));
+    press(&mut app, key('?'));
     insta::assert_snapshot!(screen(&app, 120, 40).backend());
 }
 
@@ -91,7 +91,7 @@ fn snapshot_prompt_line_and_sweep_progress() {
         total: 20,
     };
     app.importance_result = None;
-    update(&mut app, key('p'));
+    press(&mut app, key('p'));
     insta::assert_snapshot!(screen(&app, 120, 40).backend());
 }
 
@@ -124,7 +124,7 @@ fn the_minimum_size_draws_every_tab() {
     deliver(&mut app, generation, big);
     for c in ['1', '2', '3', '4', '5'] {
         app.importance = ImportanceState::Cancelled;
-        update(&mut app, key(c));
+        press(&mut app, key(c));
         screen(&app, 200, 60);
         screen(&app, 80, 24);
     }
@@ -217,7 +217,7 @@ fn the_help_lists_every_binding_and_hints_come_from_the_table() {
         hints.contains("Space toggle head") && hints.contains("L toggle layer"),
         "{hints}"
     );
-    update(&mut app, key('?'));
+    press(&mut app, key('?'));
     let t = screen(&app, 120, 40);
     for b in BINDINGS {
         assert!(find(&t, b.help).is_some(), "help lists {:?}", b.help);

@@ -8,9 +8,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use super::{Hit, inner_of, panel, step_span};
-use crate::analysis::top_k_indices;
+use crate::analysis::run::RunAnalysis;
+use crate::numeric::top_k_indices;
 use crate::tui::app::App;
-use crate::tui::data::RunView;
 use crate::tui::widgets::{ABLATED, GridGeom, HeatCell, Heatmap, bar, heat, pad, pct};
 
 const LABEL_W: u16 = 5;
@@ -24,7 +24,7 @@ struct Geom {
     bin: usize,
 }
 
-fn geom(app: &App, run: &RunView, body: Rect) -> Geom {
+fn geom(app: &App, run: &RunAnalysis, body: Rect) -> Geom {
     let [grid_panel, side] =
         Layout::horizontal([Constraint::Min(30), Constraint::Length(SIDE_W)]).areas(body);
     let inner = inner_of(grid_panel);
@@ -44,14 +44,14 @@ fn geom(app: &App, run: &RunView, body: Rect) -> Geom {
     }
 }
 
-pub fn hit(app: &App, run: &RunView, body: Rect, x: u16, y: u16) -> Option<Hit> {
+pub fn hit(app: &App, run: &RunAnalysis, body: Rect, x: u16, y: u16) -> Option<Hit> {
     let g = geom(app, run, body);
     let rows = app.query_steps();
     g.grid.hit(x, y).map(|(r, _)| Hit::Step(rows[r]))
 }
 
 /// The attention of the cursor head at a step over the prompt, if recorded.
-fn pattern<'a>(app: &App, run: &'a RunView, step: usize) -> Option<&'a [f32]> {
+fn pattern<'a>(app: &App, run: &'a RunAnalysis, step: usize) -> Option<&'a [f32]> {
     let (l, h) = app.head;
     run.steps
         .get(step)?
@@ -63,10 +63,10 @@ fn pattern<'a>(app: &App, run: &'a RunView, step: usize) -> Option<&'a [f32]> {
         .map(|v| v.as_slice())
 }
 
-pub fn render(app: &App, run: &RunView, body: Rect, frame: &mut Frame) {
-    if app.read_only.is_some() {
-        let msg = "Attention is not saved in session files: reopen the session with its model \
-                   available to see it.";
+pub fn render(app: &App, run: &RunAnalysis, body: Rect, frame: &mut Frame) {
+    if run.steps.iter().all(|s| s.attention.is_none()) {
+        let msg = "This run's attention is not in its session file (a file of schema v1): \
+                   reopen the session with its model available to see it.";
         frame.render_widget(
             Paragraph::new(msg)
                 .alignment(ratatui::layout::Alignment::Center)
@@ -154,7 +154,7 @@ pub fn render(app: &App, run: &RunView, body: Rect, frame: &mut Frame) {
     render_side(app, run, g.side, frame);
 }
 
-fn render_side(app: &App, run: &RunView, area: Rect, frame: &mut Frame) {
+fn render_side(app: &App, run: &RunAnalysis, area: Rect, frame: &mut Frame) {
     let (l, h) = app.head;
     let label = run
         .steps

@@ -7,11 +7,13 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table, Wrap};
 
 use super::panel;
+use crate::analysis::TokenProb;
+use crate::analysis::run::RunAnalysis;
+use crate::thought::StepKind;
 use crate::tui::app::App;
-use crate::tui::data::{RunView, StepKind, TokProb};
 use crate::tui::widgets::{ABLATED, ANSWER, THOUGHT, fit, num, pct};
 
-fn tops(t: &[TokProb], width: usize) -> String {
+fn tops(t: &[TokenProb], width: usize) -> String {
     let s = t
         .iter()
         .map(|t| format!("{} {}", fit(&t.text, 12), pct(t.prob)))
@@ -23,7 +25,7 @@ fn tops(t: &[TokProb], width: usize) -> String {
 /// A probability that may be tiny (a product over many tokens).
 fn prob_text(p: f32) -> String {
     if !p.is_finite() {
-        // Not known (a saved session keeps only the first answer token's probability).
+        // Not known (a v1 session file keeps only the first answer token's probability).
         "n/a".to_string()
     } else if p > 0.0 && p < 1e-3 {
         format!("{p:.2e}")
@@ -32,7 +34,7 @@ fn prob_text(p: f32) -> String {
     }
 }
 
-pub fn render(app: &App, run: &RunView, body: Rect, frame: &mut Frame) {
+pub fn render(app: &App, run: &RunAnalysis, body: Rect, frame: &mut Frame) {
     let iv = &run.params.interventions;
     let cmp = &run.comparison;
     let base = &cmp.baseline;
@@ -152,7 +154,7 @@ pub fn render(app: &App, run: &RunView, body: Rect, frame: &mut Frame) {
         Span::raw(if cmp.kl_first.is_finite() {
             format!("{} nats", num(cmp.kl_first, 8))
         } else {
-            "n/a (not in the session)".to_string()
+            "n/a (not in the v1 session file)".to_string()
         })
         .bold(),
     ])];

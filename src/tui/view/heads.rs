@@ -8,9 +8,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
 use super::{Hit, inner_of, panel};
+use crate::analysis::importance::Importance;
 use crate::analysis::importance::ImportanceMethod;
 use crate::tui::app::{App, ImportanceState};
-use crate::tui::data::Importance;
 use crate::tui::widgets::{ABLATED, GridGeom, HeatCell, Heatmap, bar, fit, heat, heat_style, num};
 
 const LABEL_W: u16 = 6;

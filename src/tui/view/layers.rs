@@ -8,8 +8,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use super::{Hit, inner_of, panel, step_span};
+use crate::analysis::run::RunAnalysis;
 use crate::tui::app::App;
-use crate::tui::data::RunView;
 use crate::tui::widgets::{ABLATED, GridGeom, HeatCell, Heatmap, bar, heat, num};
 
 const LEFT_W: u16 = 44;
@@ -28,7 +28,7 @@ fn block_of(app: &App, layers: usize) -> usize {
     app.layer.clamp(1, layers.max(1)) - 1
 }
 
-fn geom(app: &App, run: &RunView, body: Rect) -> Geom {
+fn geom(app: &App, run: &RunAnalysis, body: Rect) -> Geom {
     let [left, grid_panel] =
         Layout::horizontal([Constraint::Length(LEFT_W), Constraint::Min(20)]).areas(body);
     let layers = run.layers();
@@ -51,7 +51,7 @@ fn geom(app: &App, run: &RunView, body: Rect) -> Geom {
     }
 }
 
-pub fn hit(app: &App, run: &RunView, body: Rect, x: u16, y: u16) -> Option<Hit> {
+pub fn hit(app: &App, run: &RunAnalysis, body: Rect, x: u16, y: u16) -> Option<Hit> {
     let g = geom(app, run, body);
     g.grid.hit(x, y).map(|(block, step)| Hit::Cell {
         step,
@@ -59,7 +59,7 @@ pub fn hit(app: &App, run: &RunView, body: Rect, x: u16, y: u16) -> Option<Hit> 
     })
 }
 
-pub fn render(app: &App, run: &RunView, body: Rect, frame: &mut Frame) {
+pub fn render(app: &App, run: &RunAnalysis, body: Rect, frame: &mut Frame) {
     let g = geom(app, run, body);
     let layers = run.layers();
     let sel_block = block_of(app, layers);

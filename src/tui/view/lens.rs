@@ -6,8 +6,8 @@ use ratatui::style::{Style, Stylize};
 use ratatui::text::{Line, Span};
 
 use super::{Hit, inner_of, panel, step_span};
+use crate::analysis::run::RunAnalysis;
 use crate::tui::app::App;
-use crate::tui::data::RunView;
 use crate::tui::widgets::{GridGeom, HeatCell, Heatmap, bar, fit, heat, pad, pct};
 
 const LABEL_W: u16 = 5;
@@ -20,7 +20,7 @@ struct Geom {
     grid: GridGeom,
 }
 
-fn geom(app: &App, run: &RunView, body: Rect) -> Geom {
+fn geom(app: &App, run: &RunAnalysis, body: Rect) -> Geom {
     let [grid_panel, detail] =
         Layout::horizontal([Constraint::Min(30), Constraint::Length(DETAIL_W)]).areas(body);
     let rows = run.layers() + 1;
@@ -39,7 +39,7 @@ fn geom(app: &App, run: &RunView, body: Rect) -> Geom {
     }
 }
 
-pub fn hit(app: &App, run: &RunView, body: Rect, x: u16, y: u16) -> Option<Hit> {
+pub fn hit(app: &App, run: &RunAnalysis, body: Rect, x: u16, y: u16) -> Option<Hit> {
     let g = geom(app, run, body);
     g.grid
         .hit(x, y)
@@ -58,7 +58,7 @@ pub fn layer_label(layer: usize, last: usize) -> String {
     }
 }
 
-pub fn render(app: &App, run: &RunView, body: Rect, frame: &mut Frame) {
+pub fn render(app: &App, run: &RunAnalysis, body: Rect, frame: &mut Frame) {
     let g = geom(app, run, body);
     let last = run.layers();
     panel(
@@ -99,7 +99,7 @@ pub fn render(app: &App, run: &RunView, body: Rect, frame: &mut Frame) {
     render_detail(run, sel, g.detail, frame);
 }
 
-fn render_detail(run: &RunView, (layer, step): (usize, usize), area: Rect, frame: &mut Frame) {
+fn render_detail(run: &RunAnalysis, (layer, step): (usize, usize), area: Rect, frame: &mut Frame) {
     let Some(s) = run.steps.get(step) else {
         return;
     };
@@ -129,7 +129,7 @@ fn render_detail(run: &RunView, (layer, step): (usize, usize), area: Rect, frame
         Span::raw(if cell.entropy.is_finite() {
             format!("{:.2} nats", cell.entropy)
         } else {
-            "n/a (not in the session)".to_string()
+            "n/a (not in the v1 session file)".to_string()
         }),
     ]));
     if let Some(t) = &run.target {

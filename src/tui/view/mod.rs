@@ -15,10 +15,12 @@ use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Cell, Clear, LineGauge, Paragraph, Row, Table, Wrap};
 
-use super::app::{App, ImportanceState, Overlay, Tab};
-use super::data::{RunView, StepKind};
+use super::app::{App, Hit, ImportanceState, Overlay};
 use super::keymap::{BINDINGS, hints};
+use super::tab::Tab;
 use super::widgets::{self, ANSWER, KEY, PROMPT, SCALE, THOUGHT, fit, pct, width};
+use crate::analysis::run::RunAnalysis;
+use crate::thought::StepKind;
 use crate::thought::{ThoughtCount, ThoughtMode};
 
 /// The smallest terminal the layout needs.
@@ -26,15 +28,6 @@ pub const MIN_WIDTH: u16 = 80;
 pub const MIN_HEIGHT: u16 = 24;
 
 const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
-
-/// What a mouse click landed on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Hit {
-    Tab(Tab),
-    Step(usize),
-    Cell { step: usize, layer: usize },
-    Head { layer: usize, head: usize },
-}
 
 /// The screen's parts.
 #[derive(Debug, Clone, Copy)]
@@ -288,7 +281,7 @@ pub struct Segment {
 }
 
 /// The timeline's pieces, windowed around the selected step to fit `avail` columns.
-pub fn timeline_segments(app: &App, run: &RunView, avail: u16) -> Vec<Segment> {
+pub fn timeline_segments(app: &App, run: &RunAnalysis, avail: u16) -> Vec<Segment> {
     let mut segs: Vec<(String, Style, Option<usize>)> = Vec::new();
     let first_prompt = run.steps.iter().position(|s| s.kind == StepKind::Prompt);
     if first_prompt.is_some_and(|i| run.steps[i].position > 0) {
@@ -339,7 +332,7 @@ pub fn timeline_segments(app: &App, run: &RunView, avail: u16) -> Vec<Segment> {
             }
         }
     }
-    // A saved session has the first answer step only: its later answer tokens, not selectable.
+    // A v1 session file has the first answer step only: its later answer tokens, not selectable.
     let answer_steps = run
         .steps
         .iter()
@@ -669,7 +662,7 @@ fn inner_of(area: Rect) -> Rect {
 }
 
 /// The label of a step, coloured by its kind.
-fn step_span(run: &RunView, i: usize) -> Span<'static> {
+fn step_span(run: &RunAnalysis, i: usize) -> Span<'static> {
     let s = &run.steps[i];
     let color = match s.kind {
         StepKind::Prompt => PROMPT,
