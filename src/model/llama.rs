@@ -68,7 +68,7 @@ impl Rotary {
         let cos = self.cos.narrow(0, start, t)?;
         let sin = self.sin.narrow(0, start, t)?;
         if mode.differentiable {
-            candle_nn::rotary_emb::rope_slow(x, &cos, &sin)
+            super::fused::rope(x, &cos, &sin)
         } else {
             candle_nn::rotary_emb::rope(&x.contiguous()?, &cos.contiguous()?, &sin.contiguous()?)
         }
