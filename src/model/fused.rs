@@ -409,6 +409,88 @@ pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     }
 }
 
+/// SwiGLU's gating `silu(g) ⊙ u`, elementwise over equal shapes.
+struct SwiGlu;
+
+/// `σ(g)`.
+fn sigmoid(g: f32) -> f32 {
+    1.0 / (1.0 + (-g).exp())
+}
+
+impl CustomOp2 for SwiGlu {
+    fn name(&self) -> &'static str {
+        "fused-swiglu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        gs: &CpuStorage,
+        gl: &Layout,
+        us: &CpuStorage,
+        ul: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = data(gs, gl, self.name())?;
+        let u = data(us, ul, self.name())?;
+        if gl.shape() != ul.shape() {
+            bail!("swiglu: {:?} against {:?}", gl.shape(), ul.shape());
+        }
+        let y = g.iter().zip(u).map(|(&g, &u)| g * sigmoid(g) * u).collect();
+        Ok((CpuStorage::F32(y), gl.shape().clone()))
+    }
+
+    /// `dg = dy ⊙ u ⊙ σ(g) (1 + g (1 − σ(g)))`, `du = dy ⊙ silu(g)`, each when its input
+    /// takes part in backprop.
+    fn bwd(
+        &self,
+        g: &Tensor,
+        u: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (want_dg, want_du) = (g.track_op(), u.track_op());
+        let name = self.name();
+        let (dg, du) = with_data(g, name, |gd| {
+            with_data(u, name, |ud| {
+                with_data(dy, name, |dyd| {
+                    let n = gd.len();
+                    let mut dg = Vec::with_capacity(if want_dg { n } else { 0 });
+                    let mut du = Vec::with_capacity(if want_du { n } else { 0 });
+                    for ((&g, &u), &d) in gd.iter().zip(ud).zip(dyd) {
+                        let s = sigmoid(g);
+                        if want_dg {
+                            dg.push(d * u * s * (1.0 + g * (1.0 - s)));
+                        }
+                        if want_du {
+                            du.push(d * g * s);
+                        }
+                    }
+                    Ok((dg, du))
+                })
+            })
+        })?;
+        let dg = if want_dg {
+            Some(cpu_tensor(dg, g.shape())?)
+        } else {
+            None
+        };
+        let du = if want_du {
+            Some(cpu_tensor(du, u.shape())?)
+        } else {
+            None
+        };
+        Ok((dg, du))
+    }
+}
+
+/// `silu(g) ⊙ u` (SwiGLU's gating), differentiable in both.
+pub fn swiglu(g: &Tensor, u: &Tensor) -> Result<Tensor> {
+    if cpu_f32(&[g, u]) && g.shape() == u.shape() {
+        g.contiguous()?.apply_op2(&u.contiguous()?, SwiGlu)
+    } else {
+        g.silu()? * u
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -560,6 +642,18 @@ mod tests {
             || rope(&x, &cos, &sin).unwrap(),
             || candle_nn::rotary_emb::rope_slow(&x, &cos, &sin).unwrap(),
             "rope",
+        );
+    }
+
+    #[test]
+    fn swiglu_matches_composed() {
+        let g = var(&[3, 4, 9], 11);
+        let u = var(&[3, 4, 9], 12);
+        check(
+            &[&g, &u],
+            || swiglu(&g, &u).unwrap(),
+            || (g.silu().unwrap() * u.as_tensor()).unwrap(),
+            "swiglu",
         );
     }
 

@@ -144,7 +144,15 @@ impl Mlp {
     }
 
     fn forward(&self, x: &Tensor, mode: OpMode) -> Result<Tensor> {
-        let gated = (linear(&self.gate_proj, x, mode)?.silu()? * linear(&self.up_proj, x, mode)?)?;
+        let (g, u) = (
+            linear(&self.gate_proj, x, mode)?,
+            linear(&self.up_proj, x, mode)?,
+        );
+        let gated = if mode.differentiable {
+            super::fused::swiglu(&g, &u)?
+        } else {
+            (g.silu()? * u)?
+        };
         linear(&self.down_proj, &gated, mode)
     }
 }
