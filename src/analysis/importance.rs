@@ -323,7 +323,7 @@ pub fn gradient_importance(
     let spec = sweep_spec(spec);
     let r = run(model, tokenizer, prompt_ids, &spec, &hooks)?;
     let logits = scored_step(&r, &spec)?.logits.to_dtype(DType::F32)?;
-    let loss = candle_nn::ops::log_softmax(&logits, D::Minus1)?
+    let loss = crate::model::fused::log_softmax_last_dim(&logits)?
         .i(target as usize)?
         .neg()?;
     let grads = loss.backward()?;

@@ -1,6 +1,6 @@
 //! Pieces shared by the GPT-2 and Llama blocks: norms, causal attention with head gates, the KV cache.
 
-use candle_core::{D, DType, Device, Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor};
 
 /// Options that hold for every op of a forward pass.
 #[derive(Debug, Clone, Copy, Default)]
@@ -68,7 +68,7 @@ impl RmsNorm {
 
     pub fn forward(&self, x: &Tensor, mode: OpMode) -> Result<Tensor> {
         if mode.differentiable {
-            candle_nn::ops::rms_norm_slow(x, &self.weight, self.eps)
+            super::fused::rms_norm(x, &self.weight, self.eps)
         } else {
             candle_nn::ops::rms_norm(x, &self.weight, self.eps)
         }
@@ -193,21 +193,23 @@ pub fn attend(
     let n_rep = h / k.dim(1)?;
     let k = repeat_kv(k, n_rep)?.contiguous()?;
     let v = repeat_kv(v, n_rep)?.contiguous()?;
-    let scores = (q.contiguous()?.matmul(&k.t()?)? / (d as f64).sqrt())?;
-    // A single query (every cached step) may see every key: no mask to build and upload.
-    let scores = if t > 1 {
-        let mask = causal_mask(t, start, scores.dtype(), scores.device())?;
-        scores.broadcast_add(&mask)?
-    } else {
-        scores
-    };
+    let scores = q.contiguous()?.matmul(&k.t()?)?;
+    let scale = 1.0 / (d as f64).sqrt();
     // Softmax in f32 whatever the model dtype.
     let in_dtype = scores.dtype();
-    let scores = scores.to_dtype(DType::F32)?;
     let probs = if mode.differentiable {
-        candle_nn::ops::softmax(&scores, D::Minus1)?
+        // Scale, mask and softmax in one kernel with its own backward.
+        super::fused::causal_softmax(&scores.to_dtype(DType::F32)?, scale)?
     } else {
-        candle_nn::ops::softmax_last_dim(&scores)?
+        let scores = (scores * scale)?;
+        // A single query (every cached step) may see every key: no mask to build and upload.
+        let scores = if t > 1 {
+            let mask = causal_mask(t, start, scores.dtype(), scores.device())?;
+            scores.broadcast_add(&mask)?
+        } else {
+            scores
+        };
+        candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?
     };
     let kept = if want_probs {
         Some(probs.clone())

@@ -68,7 +68,7 @@ impl Rotary {
         let cos = self.cos.narrow(0, start, t)?;
         let sin = self.sin.narrow(0, start, t)?;
         if mode.differentiable {
-            candle_nn::rotary_emb::rope_slow(x, &cos, &sin)
+            super::fused::rope(x, &cos, &sin)
         } else {
             candle_nn::rotary_emb::rope(&x.contiguous()?, &cos.contiguous()?, &sin.contiguous()?)
         }
@@ -144,7 +144,15 @@ impl Mlp {
     }
 
     fn forward(&self, x: &Tensor, mode: OpMode) -> Result<Tensor> {
-        let gated = (linear(&self.gate_proj, x, mode)?.silu()? * linear(&self.up_proj, x, mode)?)?;
+        let (g, u) = (
+            linear(&self.gate_proj, x, mode)?,
+            linear(&self.up_proj, x, mode)?,
+        );
+        let gated = if mode.differentiable {
+            super::fused::swiglu(&g, &u)?
+        } else {
+            (g.silu()? * u)?
+        };
         linear(&self.down_proj, &gated, mode)
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod attention;
 pub mod config;
+pub mod fused;
 pub mod gpt2;
 pub mod llama;
 pub mod load;

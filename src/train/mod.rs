@@ -478,7 +478,7 @@ pub fn batch_loss(
     let d = model.info.d_model;
     let n = b.rows * b.suffix_len;
     let logits = model.unembed_with(&hidden.before_suffix.reshape((n, d))?, hooks.mode)?;
-    let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+    let logp = crate::model::fused::log_softmax_last_dim(&logits)?;
     let targets = Tensor::from_slice(&b.suffix, (n, 1), dev)?;
     let picked = logp.gather(&targets, 1)?.squeeze(1)?;
     let mask = Tensor::from_slice(&b.loss_mask, n, dev)?;
@@ -503,7 +503,7 @@ pub fn batch_loss(
             }
             let target = Tensor::from_vec(target, (b.rows * k, vocab), dev)?;
             let logits = model.unembed_with(&out.reshape((b.rows * k, d))?, hooks.mode)?;
-            let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+            let logp = crate::model::fused::log_softmax_last_dim(&logits)?;
             Some((logp * target)?.sum_all()?.neg()?)
         }
         _ => None,
