@@ -77,16 +77,29 @@ pub struct LogitSummary {
     pub top: Vec<(u32, f32)>,
     pub entropy: f32,
     pub tracked: Option<(usize, f32)>,
+    /// Probabilities of the `picked` ids, in their order (0 for an id past the vocabulary).
+    pub picked: Vec<f32>,
 }
 
 /// Summarises softmax(`logits`) without materialising it (sums in f64).
 pub fn summarize_logits(logits: &[f32], k: usize, tracked: Option<u32>) -> LogitSummary {
+    summarize_logits_picking(logits, k, tracked, &[])
+}
+
+/// [`summarize_logits`], with the probabilities of the `picked` ids too.
+pub fn summarize_logits_picking(
+    logits: &[f32],
+    k: usize,
+    tracked: Option<u32>,
+    picked: &[u32],
+) -> LogitSummary {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     if logits.is_empty() || !max.is_finite() {
         return LogitSummary {
             top: vec![],
             entropy: f32::NAN,
             tracked: None,
+            picked: vec![f32::NAN; picked.len()],
         };
     }
     // The k largest logits, kept sorted (largest first); a later equal logit never displaces
@@ -116,6 +129,10 @@ pub fn summarize_logits(logits: &[f32], k: usize, tracked: Option<u32>) -> Logit
         top: top.into_iter().map(|(i, x)| (i, prob(x))).collect(),
         entropy: (sum.ln() - weighted / sum) as f32,
         tracked,
+        picked: picked
+            .iter()
+            .map(|&id| logits.get(id as usize).map_or(0.0, |&x| prob(x)))
+            .collect(),
     }
 }
 

@@ -5,6 +5,7 @@
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
+use super::graph::GraphAnalysis;
 use super::run::{RunAnalysis, RunParams, Runtime, Step, analyze_run};
 use super::{BlockChoice, LensLayer, StepAnalysis, TokenProb};
 use crate::model::{Hooks, Model, ModelInfo, Tokenizer};
@@ -76,6 +77,10 @@ pub struct AnalysisDocument {
     pub head_importance: Option<HeadImportance>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layer_importance: Option<Vec<f32>>,
+    /// The prompt's problem graph with every thought's and answer step's node probabilities
+    /// at every layer (absent when the prompt states no recognisable problem).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph: Option<GraphAnalysis>,
     pub timings: Timings,
 }
 
@@ -139,6 +144,7 @@ impl AnalysisDocument {
             blocks: a.blocks.clone(),
             head_importance: None,
             layer_importance: None,
+            graph: a.graph.clone(),
             timings: Timings::default(),
         }
     }

@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Result, bail};
-use candle_core::{D, DType, IndexOp, Tensor, Var};
+use candle_core::{DType, IndexOp, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Capture, Hooks, Interventions, KvCache, Model, OpMode, Tokenizer};

@@ -2,6 +2,7 @@
 //! document (`coconut-lens.analysis.v1`). Everything here returns plain owned data.
 
 pub mod document;
+pub mod graph;
 pub mod importance;
 pub mod run;
 
@@ -11,7 +12,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Model, OpMode};
-use crate::numeric::{LogitSummary, summarize_logits};
+use crate::numeric::{LogitSummary, summarize_logits_picking};
 use crate::thought::StepRecord;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,6 +83,7 @@ pub fn lens_summaries(
     steps: &[&StepRecord],
     k: usize,
     tracked: Option<u32>,
+    picked: &[u32],
 ) -> Result<Vec<Vec<LogitSummary>>> {
     let Some(below) = lens_logits_below_top(model, steps)? else {
         return Ok(vec![]);
@@ -89,13 +91,17 @@ pub fn lens_summaries(
     let vocab = below.dim(1)?;
     let summarize = |rows: &[f32]| -> Vec<LogitSummary> {
         rows.par_chunks(vocab)
-            .map(|row| summarize_logits(row, k, tracked))
+            .map(|row| summarize_logits_picking(row, k, tracked, picked))
             .collect()
     };
     let below = with_host_f32(&below, summarize)?;
     let top = steps
         .iter()
-        .map(|s| with_host_f32(&s.logits, |row| summarize_logits(row, k, tracked)))
+        .map(|s| {
+            with_host_f32(&s.logits, |row| {
+                summarize_logits_picking(row, k, tracked, picked)
+            })
+        })
         .collect::<Result<Vec<_>>>()?;
     let layers = model.info.layers;
     Ok(below

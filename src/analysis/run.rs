@@ -8,6 +8,7 @@ use anyhow::{Result, bail};
 use candle_core::{DType, IndexOp};
 use serde::{Deserialize, Serialize};
 
+use super::graph::{self, GraphAnalysis, GraphStep};
 use super::{BlockChoice, TokenProb, angular_profile, lens_summaries, prune_blocks, resid_host};
 use crate::model::{Interventions, Model, ModelInfo, Tokenizer};
 use crate::numeric::{kl, log_softmax_host};
@@ -172,6 +173,10 @@ pub struct RunAnalysis {
     /// Gromov et al.'s blocks over the thoughts.
     pub blocks: Vec<BlockChoice>,
     pub comparison: Comparison,
+    /// The prompt's problem graph with each thought's and answer step's lens probability on
+    /// its nodes; `None` when the prompt states no recognisable problem.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph: Option<GraphAnalysis>,
     /// Time spent computing this result.
     pub compute_ms: f64,
 }
@@ -259,7 +264,10 @@ pub fn analyze_run(
         tracked_step(tok, &run.answer_ids, &model.info.eos_ids).map(|k| run.answer_ids[k])
     });
     let refs: Vec<&StepRecord> = records.iter().map(|(s, _)| *s).collect();
-    let summaries = lens_summaries(model, &refs, params.top_k, target)?;
+    let problem = graph::problem_nodes(&params.prompt, tok)?;
+    let node_tokens = problem.as_ref().map_or(&[][..], |(_, t)| t.as_slice());
+    let summaries = lens_summaries(model, &refs, params.top_k, target, node_tokens)?;
+    let mut graph_steps = Vec::new();
     let prompt_ids = &run.input_ids[..run.prompt_len];
     let prompt_len = run.prompt_len;
     let tp = |id: u32, prob: f32| TokenProb {
@@ -270,6 +278,12 @@ pub fn analyze_run(
     let mut steps = Vec::with_capacity(records.len());
     let mut thought_resids = Vec::new();
     for ((s, label), layers) in records.into_iter().zip(summaries) {
+        if problem.is_some() && !matches!(s.kind, StepKind::Prompt) {
+            graph_steps.push(GraphStep {
+                label: label.clone(),
+                probs: layers.iter().map(|l| l.picked.clone()).collect(),
+            });
+        }
         let lens = layers
             .into_iter()
             .map(|summary| {
@@ -351,6 +365,7 @@ pub fn analyze_run(
         summary,
         target: target.map(|t| tp(t, 0.0)),
         blocks: prune_blocks(&thought_resids),
+        graph: problem.map(|(g, tokens)| graph::graph_analysis(g, &tokens, graph_steps)),
         params,
         compute_ms: 0.0,
     };
@@ -413,6 +428,26 @@ pub mod finite_vec {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f32>, D::Error> {
         let v = Vec::<Option<f32>>::deserialize(d)?;
         Ok(v.into_iter().map(|x| x.unwrap_or(f32::NAN)).collect())
+    }
+}
+
+/// [`finite`] for rows of a table.
+pub mod finite_rows {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[Vec<f32>], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|row| {
+            row.iter()
+                .map(|x| x.is_finite().then_some(*x))
+                .collect::<Vec<_>>()
+        }))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<f32>>, D::Error> {
+        let v = Vec::<Vec<Option<f32>>>::deserialize(d)?;
+        Ok(v.into_iter()
+            .map(|row| row.into_iter().map(|x| x.unwrap_or(f32::NAN)).collect())
+            .collect())
     }
 }
 

@@ -236,6 +236,7 @@ fn analysis_of(
             kl_aligned: vec![],
             divergence,
         },
+        graph: doc.graph.clone(),
         compute_ms: doc.timings.compute_ms,
     }
 }

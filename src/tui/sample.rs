@@ -259,6 +259,7 @@ pub fn analysis(shape: SampleShape, interventions: Interventions) -> RunAnalysis
             })
             .collect(),
         comparison,
+        graph: None,
         compute_ms: 12.0,
     }
 }
