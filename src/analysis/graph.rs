@@ -28,7 +28,7 @@ pub struct GraphStep {
     pub label: String,
     /// `[layer][node]`: the lens probability of each node at each layer (the last row is the
     /// step's own output).
-    #[serde(with = "super::run::finite_rows")]
+    #[serde(with = "finite_rows")]
     pub probs: Vec<Vec<f32>>,
 }
 
@@ -130,6 +130,26 @@ pub fn graph_analysis(graph: ProblemGraph, tokens: &[u32], steps: Vec<GraphStep>
     }
 }
 
+/// Rows of probabilities that may be NaN (unknown): written as `null`, read back NaN.
+pub mod finite_rows {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[Vec<f32>], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|row| {
+            row.iter()
+                .map(|x| x.is_finite().then_some(*x))
+                .collect::<Vec<_>>()
+        }))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<f32>>, D::Error> {
+        let v = Vec::<Vec<Option<f32>>>::deserialize(d)?;
+        Ok(v.into_iter()
+            .map(|row| row.into_iter().map(|x| x.unwrap_or(f32::NAN)).collect())
+            .collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +172,19 @@ mod tests {
                 probs,
             }],
         )
+    }
+
+    #[test]
+    fn unknown_probabilities_are_null_in_json_and_nan_after() {
+        let mut g = toy();
+        g.steps[0].probs[0][1] = f32::NAN;
+        let json = serde_json::to_string(&g).unwrap();
+        assert!(json.contains("[0.05,null,0.2"), "{json}");
+        let back: GraphAnalysis = serde_json::from_str(&json).unwrap();
+        assert!(back.steps[0].probs[0][1].is_nan());
+        assert_eq!(back.nodes, g.nodes);
+        // A NaN is no mass.
+        assert_eq!(g.mass_by_depth(0, 0).by_depth[1], 0.0);
     }
 
     #[test]

@@ -431,26 +431,6 @@ pub mod finite_vec {
     }
 }
 
-/// [`finite`] for rows of a table.
-pub mod finite_rows {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &[Vec<f32>], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(v.iter().map(|row| {
-            row.iter()
-                .map(|x| x.is_finite().then_some(*x))
-                .collect::<Vec<_>>()
-        }))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<f32>>, D::Error> {
-        let v = Vec::<Vec<Option<f32>>>::deserialize(d)?;
-        Ok(v.into_iter()
-            .map(|row| row.into_iter().map(|x| x.unwrap_or(f32::NAN)).collect())
-            .collect())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
