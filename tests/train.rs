@@ -622,6 +622,22 @@ fn eval_record_adds_its_figures_to_the_model_metadata() {
         }
     }
     assert_eq!(doc["accuracy"]["small-set"]["coconut"]["thoughts"], 2);
+    // Another thought count has its own key; the default count's figures stay.
+    let out = bin(&[
+        "eval",
+        "--data",
+        &d,
+        "--model",
+        &m,
+        "--thoughts",
+        "0",
+        "--record",
+    ]);
+    assert!(out.status.success());
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&meta).unwrap()).unwrap();
+    assert_eq!(doc["accuracy"]["small-set"]["coconut@0"]["thoughts"], 0);
+    assert_eq!(doc["accuracy"]["small-set"]["coconut"]["thoughts"], 2);
     // Only a local folder has metadata to record in.
     assert_one_line_error(
         &bin(&["eval", "--data", &d, "--model", "owner/name", "--record"]),

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{EvalMode, EvalReport, evaluate};
 use crate::cli::args::{ModelArgs, default_thoughts};
@@ -28,7 +29,8 @@ pub struct EvalArgs {
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
     /// Also record the figures in the model folder's `coconut-lens.json`, under
-    /// `accuracy.<data file name>.<mode>` (a local model folder only).
+    /// `accuracy.<data file name>.<mode>`, or `<mode>@<N>` for a thought count other than the
+    /// model's own (a local model folder only).
     #[arg(long)]
     pub record: bool,
 }
@@ -47,7 +49,16 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     };
     let (device, dtype) = args.model.device_and_dtype()?;
     let loaded = load_model(&source, &device, dtype)?;
-    let thoughts = args.thoughts.unwrap_or_else(|| default_thoughts(&source));
+    let own_thoughts = default_thoughts(&source);
+    let thoughts = args.thoughts.unwrap_or(own_thoughts);
+    let bar = ProgressBar::new(problems.len() as u64).with_style(
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {pos}/{len} problems (left ~{eta})",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    // Without a terminal (a log file) the bar is hidden: a plain line every 5 seconds.
     let started = Instant::now();
     let mut last = Instant::now();
     let report = evaluate(
@@ -57,28 +68,44 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         mode,
         thoughts,
         &mut |done, total| {
-            if last.elapsed().as_secs_f64() >= 5.0 {
+            bar.set_position(done as u64);
+            if bar.is_hidden() && last.elapsed().as_secs_f64() >= 5.0 {
                 last = Instant::now();
                 eprintln!("{done}/{total} ({:.0} s)", started.elapsed().as_secs_f64());
             }
         },
     )?;
+    bar.finish_and_clear();
     println!("{}", serde_json::to_string_pretty(&report)?);
     if let Some(meta) = record_in {
         let data = args
             .data
             .file_stem()
             .map_or_else(|| "data".into(), |s| s.to_string_lossy().into_owned());
-        record(&meta, &data, &report)?;
+        record(&meta, &data, &report, own_thoughts)?;
         eprintln!("recorded in {}", meta.display());
     }
     Ok(())
 }
 
-/// Sets `accuracy.<data>.<mode>` in the metadata file (created if missing), keeping the rest.
-fn record(meta: &Path, data: &str, report: &EvalReport) -> Result<()> {
-    let mut doc = ModelMeta::read(meta)?.unwrap_or_default();
+/// The key a report is recorded under: its mode, with `@N` when it ran a thought count other
+/// than the model's own (coconut and pause modes).
+pub fn record_key(report: &EvalReport, own_thoughts: usize) -> Result<String> {
     let mode = serde_json::to_value(report.mode)?;
+    let mode = mode.as_str().unwrap_or("coconut");
+    let thinks = matches!(report.mode, EvalMode::Coconut | EvalMode::Pause);
+    Ok(if thinks && report.thoughts != own_thoughts {
+        format!("{mode}@{}", report.thoughts)
+    } else {
+        mode.to_string()
+    })
+}
+
+/// Sets `accuracy.<data>.<key>` (see [`record_key`]) in the metadata file (created if
+/// missing), keeping the rest.
+fn record(meta: &Path, data: &str, report: &EvalReport, own_thoughts: usize) -> Result<()> {
+    let mut doc = ModelMeta::read(meta)?.unwrap_or_default();
+    let key = record_key(report, own_thoughts)?;
     let figures = AccuracyRecord {
         n: report.n,
         correct: report.correct,
@@ -87,6 +114,6 @@ fn record(meta: &Path, data: &str, report: &EvalReport) -> Result<()> {
         wrong_candidate: report.wrong_candidate,
         no_candidate: report.no_candidate,
     };
-    doc.record_accuracy(data, mode.as_str().unwrap_or("coconut"), figures);
+    doc.record_accuracy(data, &key, figures);
     doc.write(meta)
 }
