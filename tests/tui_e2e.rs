@@ -188,13 +188,13 @@ fn thoughts_mode_and_prompt_recompute_on_the_worker() {
     assert_eq!(run.params.prompt, "Tom is a cat. Is Tom a cat?");
     assert!(run.prompt_tokens.concat().starts_with("Tomis"));
     // Every tab draws the real result.
-    for c in ['1', '2', '3', '4', '5'] {
+    for c in ['1', '2', '3', '4', '5', '6'] {
         h.key(c);
         h.settle();
         let s = h.screen();
         assert!(!s.iter().any(|l| l.contains("error")), "{c}: {s:#?}");
     }
-    assert_eq!(h.app.tab, Tab::Compare);
+    assert_eq!(h.app.tab, Tab::Graph);
 }
 
 #[test]

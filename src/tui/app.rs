@@ -36,8 +36,16 @@ pub enum Action {
 pub enum Hit {
     Tab(Tab),
     Step(usize),
-    Cell { step: usize, layer: usize },
-    Head { layer: usize, head: usize },
+    Cell {
+        step: usize,
+        layer: usize,
+    },
+    Head {
+        layer: usize,
+        head: usize,
+    },
+    /// A node of the Graph tab's problem graph.
+    Node(usize),
 }
 
 /// Which overlay has the keyboard.
@@ -108,6 +116,8 @@ pub struct App {
     pub layer: usize,
     /// The head cursor `(layer, head)`.
     pub head: (usize, usize),
+    /// The graph node clicked in the Graph tab: its probabilities are shown beside the graph.
+    pub graph_node: Option<usize>,
     pub overlay: Overlay,
     pub status: Option<Status>,
     /// Ticks while something runs (spinner frames).
@@ -151,6 +161,7 @@ impl App {
             step: 0,
             layer: 0,
             head: (0, 0),
+            graph_node: None,
             overlay: Overlay::None,
             status: None,
             ticks: 0,

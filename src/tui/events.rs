@@ -95,7 +95,7 @@ mod tests {
             })
             .collect();
         assert_eq!(tabs.first(), Some(&crate::tui::tab::Tab::Lens));
-        assert_eq!(tabs.last(), Some(&crate::tui::tab::Tab::Compare));
+        assert_eq!(tabs.last(), Some(&crate::tui::tab::Tab::Graph));
         assert_eq!(
             action_of(&app, &Event::Resize(80, 24)),
             Some(Action::Resize(80, 24))

@@ -86,6 +86,15 @@ impl Scope {
         match self {
             Scope::Always => "everywhere".into(),
             Scope::Main => "all tabs".into(),
+            // Most tabs: named by the ones left out (keeps the help's column narrow).
+            Scope::Tabs(tabs) if tabs.len() * 2 > Tab::ALL.len() => {
+                let but: Vec<&str> = Tab::ALL
+                    .iter()
+                    .filter(|t| !tabs.contains(t))
+                    .map(|t| t.title())
+                    .collect();
+                format!("all tabs but {}", but.join(", "))
+            }
             Scope::Tabs(tabs) => tabs
                 .iter()
                 .map(|t| t.title())
@@ -216,8 +225,14 @@ impl Binding {
 use Command as C;
 use KeyCode as KC;
 
-const STEP_TABS: &[Tab] = &[Tab::Lens, Tab::Layers, Tab::Attention, Tab::Compare];
-const LAYER_TABS: &[Tab] = &[Tab::Lens, Tab::Layers];
+const STEP_TABS: &[Tab] = &[
+    Tab::Lens,
+    Tab::Layers,
+    Tab::Attention,
+    Tab::Compare,
+    Tab::Graph,
+];
+const LAYER_TABS: &[Tab] = &[Tab::Lens, Tab::Layers, Tab::Graph];
 const HEAD_TABS: &[Tab] = &[Tab::Heads, Tab::Attention];
 
 /// The key table. Order is the order of the help popup.
@@ -359,9 +374,10 @@ pub static BINDINGS: &[Binding] = &[
             (ch('3'), C::GoTab(Tab::Heads)),
             (ch('4'), C::GoTab(Tab::Attention)),
             (ch('5'), C::GoTab(Tab::Compare)),
+            (ch('6'), C::GoTab(Tab::Graph)),
         ],
         scope: Scope::Main,
-        help: "go to tab 1-5",
+        help: "go to tab 1-6",
         hint: None,
     },
     Binding {
@@ -537,14 +553,7 @@ mod tests {
 
     #[test]
     fn no_key_is_bound_twice_in_one_context() {
-        let tabs = [
-            Tab::Lens,
-            Tab::Layers,
-            Tab::Heads,
-            Tab::Attention,
-            Tab::Compare,
-        ];
-        let ctxs: Vec<Context> = tabs
+        let ctxs: Vec<Context> = Tab::ALL
             .iter()
             .map(|&t| Context::Main(t))
             .chain([

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::data::{ModelSummary, RunResult};
+use crate::analysis::graph::{GraphAnalysis, GraphStep, graph_analysis};
 use crate::analysis::importance::{Importance, ImportanceMethod};
 use crate::analysis::run::{
     Comparison, LensCell, RunAnalysis, RunParams, RunSummary, Runtime, SCHEMA, Step,
@@ -202,8 +203,10 @@ fn summary(steps: &[Step]) -> RunSummary {
 pub fn analysis(shape: SampleShape, interventions: Interventions) -> RunAnalysis {
     let baseline = summary(&steps(shape, 0));
     let ablated = !interventions.is_empty();
-    let steps = steps(shape, usize::from(ablated));
+    let salt = usize::from(ablated);
+    let steps = steps(shape, salt);
     let summary = summary(&steps);
+    let problem_graph = graph(&steps, salt);
     let comparison = if ablated {
         Comparison {
             baseline,
@@ -259,9 +262,61 @@ pub fn analysis(shape: SampleShape, interventions: Interventions) -> RunAnalysis
             })
             .collect(),
         comparison,
-        graph: None,
+        graph: Some(problem_graph),
         compute_ms: 12.0,
     }
+}
+
+/// The sample's problem: richer than its prompt's one-fact problem, so that the Graph tab has
+/// depths, a branch, a same-depth edge and unreachable nodes to draw.
+pub const GRAPH_PROBLEM: &str = "Alex is a wumpus. Alex is a rompus. Every wumpus is a yumpus. \
+    Every rompus is a gerpus. Every wumpus is a gerpus. Every yumpus is a gerpus. \
+    Every yumpus is a lorpus. Every gerpus is a lorpus. Every impus is a sterpus. \
+    Every sterpus is a zhorpus. Is Alex a lorpus or zhorpus?";
+
+/// The sample problem's graph: at thought k the mass sits on depth k (the frontier moves one
+/// depth per thought), sharper at later layers; ablations (`salt`) blur it.
+fn graph(steps: &[Step], salt: usize) -> GraphAnalysis {
+    let problem = crate::data::facts::parse(GRAPH_PROBLEM).expect("a ProsQA problem");
+    let depth = problem.depths();
+    let tokens: Vec<u32> = (0..problem.nodes.len() as u32).map(|i| 100 + i).collect();
+    let graph_steps = steps
+        .iter()
+        .filter(|s| s.kind != StepKind::Prompt)
+        .map(|s| {
+            let frontier = match s.kind {
+                StepKind::Thought(k) => k,
+                _ => 3,
+            };
+            let layers = s.lens.len();
+            let probs = (0..layers)
+                .map(|l| {
+                    let sharp = (l + 1) as f32 / layers as f32;
+                    let raw: Vec<f32> = depth
+                        .iter()
+                        .enumerate()
+                        .map(|(i, d)| {
+                            let on = d.is_some_and(|d| d == frontier);
+                            let noise = unit(i, l, s.position + salt);
+                            if on {
+                                sharp * (0.4 + 0.6 * noise) / (1.0 + salt as f32)
+                            } else {
+                                0.02 * noise
+                            }
+                        })
+                        .collect();
+                    let sum: f32 = raw.iter().sum();
+                    let scale = if sum > 0.9 { 0.9 / sum } else { 1.0 };
+                    raw.into_iter().map(|p| p * scale).collect()
+                })
+                .collect();
+            GraphStep {
+                label: s.label.clone(),
+                probs,
+            }
+        })
+        .collect();
+    graph_analysis(problem, &tokens, graph_steps)
 }
 
 /// A finished sample run with `interventions`, with its baseline.

@@ -7,19 +7,23 @@ pub enum Tab {
     Heads,
     Attention,
     Compare,
+    Graph,
 }
 
 /// Every tab in screen order, with its title and its name in session files.
-const TABS: [(Tab, &str, &str); 5] = [
+const TABS: [(Tab, &str, &str); 6] = [
     (Tab::Lens, "Lens", "lens"),
     (Tab::Layers, "Layers", "layers"),
     (Tab::Heads, "Heads", "heads"),
     (Tab::Attention, "Attention", "attention"),
     (Tab::Compare, "Compare", "compare"),
+    (Tab::Graph, "Graph", "graph"),
 ];
 
 impl Tab {
-    pub const ALL: [Tab; 5] = [TABS[0].0, TABS[1].0, TABS[2].0, TABS[3].0, TABS[4].0];
+    pub const ALL: [Tab; 6] = [
+        TABS[0].0, TABS[1].0, TABS[2].0, TABS[3].0, TABS[4].0, TABS[5].0,
+    ];
 
     pub fn index(self) -> usize {
         TABS.iter().position(|t| t.0 == self).expect("listed")
@@ -50,7 +54,8 @@ mod tests {
             assert_eq!(Tab::of_name(tab.name()), tab);
             assert_eq!(Tab::ALL[tab.index()], tab);
         }
-        assert_eq!(Tab::of_name("graph"), Tab::Lens);
+        assert_eq!(Tab::of_name("graph"), Tab::Graph);
+        assert_eq!(Tab::of_name("frontier"), Tab::Lens);
         assert_eq!(Tab::Attention.title(), "Attention");
     }
 }

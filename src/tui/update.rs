@@ -289,7 +289,8 @@ fn command(app: &mut App, cmd: Command) -> Option<Job> {
                 _ => unreachable!(),
             };
             clamp_layer(app);
-            if app.tab == Tab::Attention && !app.query_steps().contains(&app.step) {
+            let query_tab = matches!(app.tab, Tab::Attention | Tab::Graph);
+            if query_tab && !app.query_steps().contains(&app.step) {
                 move_query_step(app, 0, Some(true));
             }
             want_importance(app, false)
@@ -308,7 +309,7 @@ fn command(app: &mut App, cmd: Command) -> Option<Job> {
                         app.layers().saturating_sub(1)
                     }
                 }
-                Tab::Attention => move_query_step(app, 0, Some(first)),
+                Tab::Attention | Tab::Graph => move_query_step(app, 0, Some(first)),
                 _ => move_step(app, if first { 0 } else { usize::MAX }),
             }
             None
@@ -385,6 +386,7 @@ fn command(app: &mut App, cmd: Command) -> Option<Job> {
                 return None;
             }
             app.params.prompt = text;
+            app.graph_node = None;
             new_run(app)
         }
         Command::CancelPrompt => {
@@ -455,6 +457,16 @@ fn movement(app: &mut App, cmd: Command) {
                 move_head_linear(app, dy);
             }
         }
+        // The graph's steps are the thoughts and answer steps; ↑↓ move the lens layer.
+        Tab::Graph => {
+            if dx != 0 {
+                move_query_step(app, dx, None);
+            }
+            if dy != 0 {
+                let (lo, hi) = layer_bounds(app);
+                app.layer = (app.layer as isize + dy).clamp(lo as isize, hi as isize) as usize;
+            }
+        }
         Tab::Lens | Tab::Layers | Tab::Compare => {
             if dx != 0 {
                 move_step(app, (app.step as isize + dx).max(0) as usize);
@@ -482,6 +494,11 @@ fn click(app: &mut App, hit: Hit) -> Option<Job> {
         }
         Hit::Head { layer, head } => {
             app.head = (layer, head);
+            None
+        }
+        // A second click on the same node closes its panel.
+        Hit::Node(node) => {
+            app.graph_node = (app.graph_node != Some(node)).then_some(node);
             None
         }
     }

@@ -258,7 +258,7 @@ fn help_takes_the_keyboard_until_closed() {
 fn tabs_cycle_both_ways() {
     let mut app = ready(S);
     let mut seen = vec![];
-    for _ in 0..5 {
+    for _ in 0..6 {
         press(&mut app, code(KeyCode::Tab));
         seen.push(app.tab);
         if app.tab == Tab::Heads {
@@ -273,6 +273,7 @@ fn tabs_cycle_both_ways() {
             Tab::Heads,
             Tab::Attention,
             Tab::Compare,
+            Tab::Graph,
             Tab::Lens
         ]
     );
@@ -280,7 +281,7 @@ fn tabs_cycle_both_ways() {
         &mut app,
         Event::Key(KeyEvent::new(KeyCode::BackTab, KeyModifiers::SHIFT)),
     );
-    assert_eq!(app.tab, Tab::Compare);
+    assert_eq!(app.tab, Tab::Graph);
     press(&mut app, key('1'));
     assert_eq!(app.tab, Tab::Lens);
 }

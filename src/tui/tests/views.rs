@@ -1,13 +1,16 @@
 //! View tests: snapshots of every tab (ratatui's TestBackend + insta), and the colours of
 //! heatmap cells read back from the buffer.
 
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{Event, KeyCode, KeyModifiers};
 use ratatui::style::{Color, Modifier};
 
 use super::*;
 use crate::analysis::importance::ImportanceMethod;
 use crate::tui::app::{ImportanceState, Status};
 use crate::tui::keymap::BINDINGS;
-use crate::tui::widgets::{ABLATED, heat};
+use crate::tui::widgets::{ABLATED, SCALE, heat};
 
 const S: SampleShape = SampleShape::SMALL;
 
@@ -106,7 +109,7 @@ fn snapshot_small_terminal_and_loading() {
 
 #[test]
 fn the_minimum_size_draws_every_tab() {
-    for c in ['1', '2', '3', '4', '5'] {
+    for c in ['1', '2', '3', '4', '5', '6'] {
         let t = screen(&ablated_on_tab(c), 80, 24);
         assert!(!row_text(&t, 0).contains("too small"));
         assert!(row_text(&t, 23).contains("quit") || row_text(&t, 23).contains("help"));
@@ -122,7 +125,7 @@ fn the_minimum_size_draws_every_tab() {
         panic!()
     };
     deliver(&mut app, generation, big);
-    for c in ['1', '2', '3', '4', '5'] {
+    for c in ['1', '2', '3', '4', '5', '6'] {
         app.importance = ImportanceState::Cancelled;
         press(&mut app, key(c));
         screen(&app, 200, 60);
@@ -232,4 +235,114 @@ fn the_readme_key_table_matches_the_key_table() {
         readme.contains(&table),
         "README's key table is out of date; it should contain:\n{table}"
     );
+}
+
+#[test]
+fn snapshot_graph() {
+    insta::assert_snapshot!("graph_80x24", screen(&on_tab('6'), 80, 24).backend());
+    insta::assert_snapshot!("graph_160x48", screen(&on_tab('6'), 160, 48).backend());
+}
+
+/// The screen position of a graph node's label.
+fn node_at(t: &Terminal<TestBackend>, name: &str) -> (u16, u16) {
+    find_all(t, name)
+        .into_iter()
+        .find(|&(x, y)| y > 6 && t.backend().buffer()[(x, y)].bg != Color::Reset)
+        .unwrap_or_else(|| panic!("{name} not drawn"))
+}
+
+#[test]
+fn graph_nodes_are_coloured_by_probability() {
+    let mut app = on_tab('6');
+    // The second thought: the frontier is at depth 2.
+    press(&mut app, code(KeyCode::Right));
+    let run = app.run.clone().unwrap();
+    assert_eq!(run.steps[app.step].label, "T2");
+    assert_eq!(app.layer, S.layers, "the output layer by default");
+    let g = run.graph.as_ref().unwrap();
+    let t = screen(&app, 160, 48);
+    let buf = t.backend().buffer();
+    let step = g.steps.iter().position(|s| s.label == "T2").unwrap();
+    let p = |name: &str| {
+        let i = g.nodes.iter().position(|n| n.name == name).unwrap();
+        g.steps[step].probs[S.layers][i]
+    };
+    let rank = |c: Color| SCALE.iter().position(|&s| Color::Indexed(s) == c).unwrap();
+    let mut seen = Vec::new();
+    for name in ["Alex", "wumpus", "yumpus", "gerpus", "impus"] {
+        let (x, y) = node_at(&t, name);
+        assert_eq!(buf[(x, y)].bg, heat(p(name)), "{name}");
+        seen.push((p(name), rank(buf[(x, y)].bg)));
+    }
+    // A more probable node is never cooler, and the depth-2 frontier is hotter than the rest.
+    for &(pa, ra) in &seen {
+        for &(pb, rb) in &seen {
+            if pa > pb {
+                assert!(ra >= rb, "{pa} drawn cooler than {pb}");
+            }
+        }
+    }
+    let (x, y) = node_at(&t, "yumpus");
+    let (ax, ay) = node_at(&t, "Alex");
+    assert!(rank(buf[(x, y)].bg) > rank(buf[(ax, ay)].bg));
+    // Candidates carry their mark and are underlined.
+    let (cx, cy) = find(&t, &format!("{}lorpus", crate::tui::view::CANDIDATE_MARK)).unwrap();
+    assert!(buf[(cx, cy)].modifier.contains(Modifier::UNDERLINED));
+    // ↑ moves to a lower layer, and the colours follow it.
+    press(&mut app, code(KeyCode::Up));
+    assert_eq!(app.layer, S.layers - 1);
+    let t = screen(&app, 160, 48);
+    let i = g.nodes.iter().position(|n| n.name == "yumpus").unwrap();
+    let (x, y) = node_at(&t, "yumpus");
+    assert_eq!(
+        t.backend().buffer()[(x, y)].bg,
+        heat(g.steps[step].probs[S.layers - 1][i])
+    );
+}
+
+#[test]
+fn a_prompt_without_a_problem_says_so() {
+    let mut app = on_tab('6');
+    let mut run = (*app.run.clone().unwrap()).clone();
+    run.graph = None;
+    app.run = Some(std::sync::Arc::new(run));
+    for (w, h) in [(80, 24), (160, 48)] {
+        let t = screen(&app, w, h);
+        assert!(
+            find(&t, "The prompt states no recognisable problem").is_some(),
+            "at {w}x{h}"
+        );
+    }
+}
+
+#[test]
+fn clicking_a_node_shows_it_at_every_step_and_layer() {
+    use ratatui::crossterm::event::{MouseButton, MouseEvent, MouseEventKind};
+    let mut app = on_tab('6');
+    app.size = (80, 24);
+    let t = screen(&app, 80, 24);
+    let (x, y) = node_at(&t, "wumpus");
+    let click = Event::Mouse(MouseEvent {
+        kind: MouseEventKind::Down(MouseButton::Left),
+        column: x + 1,
+        row: y,
+        modifiers: KeyModifiers::NONE,
+    });
+    let g = app.run.as_ref().unwrap().graph.clone().unwrap();
+    let wumpus = g.nodes.iter().position(|n| n.name == "wumpus").unwrap();
+    assert_eq!(
+        crate::tui::events::action_of(&app, &click),
+        Some(Action::Click(crate::tui::app::Hit::Node(wumpus)))
+    );
+    press(&mut app, click.clone());
+    assert_eq!(app.graph_node, Some(wumpus));
+    let t = screen(&app, 80, 24);
+    assert!(find(&t, "click again closes").is_some());
+    assert!(find(&t, "depth 1 · p per step").is_some());
+    // The output row of the first thought, as a percentage.
+    let p = g.steps[0].probs[S.layers][wumpus];
+    assert!(find(&t, &crate::tui::widgets::pct(p)).is_some());
+    press(&mut app, click);
+    assert_eq!(app.graph_node, None);
+    assert!(find(&screen(&app, 80, 24), "Mass by depth").is_some());
 }

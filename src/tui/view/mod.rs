@@ -3,10 +3,12 @@
 
 mod attention;
 mod compare;
+mod graph;
 mod heads;
 mod layers;
 mod lens;
 
+pub use graph::{CANDIDATE_MARK, NO_GRAPH};
 pub use lens::layer_label as lens_row_label;
 
 use ratatui::Frame;
@@ -96,6 +98,7 @@ pub fn render(app: &App, frame: &mut Frame) {
             Tab::Heads => heads::render(app, a.body, frame),
             Tab::Attention => attention::render(app, run, a.body, frame),
             Tab::Compare => compare::render(app, run, a.body, frame),
+            Tab::Graph => graph::render(app, run, a.body, frame),
         },
     }
     render_status(app, a.status, frame);
@@ -137,6 +140,7 @@ pub fn hit_test(app: &App, x: u16, y: u16) -> Option<Hit> {
             Tab::Heads => heads::hit(app, a.body, x, y),
             Tab::Attention => attention::hit(app, run, a.body, x, y),
             Tab::Compare => None,
+            Tab::Graph => graph::hit(app, run, a.body, x, y),
         };
     }
     None
@@ -491,6 +495,7 @@ fn tab_blurb(tab: Tab) -> &'static str {
         Tab::Heads => "which heads matter for the answer; Space ablates one",
         Tab::Attention => "where thoughts and answer look in the prompt",
         Tab::Compare => "baseline (no ablations) against the current run",
+        Tab::Graph => "the problem's graph by depth, nodes coloured by p; click a node",
     }
 }
 
@@ -642,7 +647,7 @@ fn render_help(area: Rect, frame: &mut Frame) {
             " skip ",
             Style::default().bg(widgets::ABLATED).fg(Color::White),
         ),
-        Span::raw(" skipped layer   mouse: click tabs, steps and cells"),
+        Span::raw(" skipped layer   mouse: click tabs, steps, cells and graph nodes"),
     ]);
     frame.render_widget(Paragraph::new(vec![Line::from(scale), marks]), legend);
 }
