@@ -325,7 +325,7 @@ fn a_long_model_path_is_shortened_so_the_caption_keeps_the_prompt() {
     s.inputs.model = long.trim_end_matches('/').replace("//", "/");
     let dir = scratch("session-plots-long-path");
     export(&s, &dir, &[Format::Svg]).unwrap();
-    for kind in PlotKind::ALL {
+    for kind in PlotKind::ALL.into_iter().filter(|k| k.applies(&s)) {
         let path = dir.join(format!("{}.svg", kind.file_stem()));
         let texts = svg_texts(&path);
         let caption = texts
@@ -342,8 +342,17 @@ fn plots_export_as_png_and_svg_with_labels() {
     let s = fixture_session();
     let dir = scratch("session-plots");
     let files = export(&s, &dir, &[Format::Png, Format::Svg]).unwrap();
-    assert_eq!(files.len(), 2 * PlotKind::ALL.len());
-    for kind in PlotKind::ALL {
+    assert!(
+        s.current.graph.is_none(),
+        "the fixture prompt states no problem"
+    );
+    let kinds: Vec<PlotKind> = PlotKind::ALL
+        .into_iter()
+        .filter(|k| k.applies(&s))
+        .collect();
+    assert_eq!(files.len(), 2 * kinds.len());
+    assert!(!dir.join("graph-frontier.png").exists());
+    for kind in kinds {
         let png = dir.join(format!("{}.png", kind.file_stem()));
         let (w, h, pixels) = decode_png(&png);
         assert_eq!((w, h), plot_size(&s, kind), "{}", png.display());
@@ -378,6 +387,7 @@ fn plots_export_as_png_and_svg_with_labels() {
             PlotKind::Heads => ("Head importance", "head"),
             PlotKind::Trajectories => ("Thought trajectories", "probability"),
             PlotKind::Compare => ("Baseline vs ablated", "step"),
+            PlotKind::GraphFrontier => unreachable!("no graph"),
         };
         assert!(has(title), "{}: no title {title:?}", svg_path.display());
         assert!(has(axis), "{}: no axis label {axis:?}", svg_path.display());
@@ -397,6 +407,50 @@ fn plots_export_as_png_and_svg_with_labels() {
             .any(|n| n.text().is_some_and(|t| t.trim_start().starts_with(&head))),
         "{top:?} not in the lens plot"
     );
+}
+
+#[test]
+fn a_run_with_a_problem_graph_exports_its_frontier() {
+    let loaded = load_dir("gpt2-tiny");
+    let (m, tok) = (&loaded.model, &loaded.tokenizer);
+    let p = RunParams {
+        prompt: "Alex is a wumpus. Every wumpus is a yumpus. Every yumpus is a gorpus. \
+                 Every bompus is a rempus. Is Alex a gorpus or bompus?"
+            .into(),
+        ..params(Interventions::default())
+    };
+    let never = AtomicBool::new(false);
+    let run = run_and_analyze(m, tok, &p, None, false, &never).unwrap();
+    let mut s = fixture_session();
+    s.baseline = run.analysis.clone();
+    s.current = run.analysis;
+    s.importance = None;
+    let g = s.current.graph.clone().expect("a ProsQA problem");
+    let dir = scratch("session-plots-graph");
+    let files = export(&s, &dir, &[Format::Png, Format::Svg]).unwrap();
+    let png = dir.join("graph-frontier.png");
+    let svg = dir.join("graph-frontier.svg");
+    assert!(files.contains(&png) && files.contains(&svg), "{files:?}");
+    let (w, h, pixels) = decode_png(&png);
+    assert_eq!((w, h), plot_size(&s, PlotKind::GraphFrontier));
+    let colours: std::collections::HashSet<&[u8]> = pixels.chunks(3).collect();
+    assert!(colours.len() > 50, "{} colours", colours.len());
+    let texts = svg_texts(&svg);
+    let has = |needle: &str| texts.iter().any(|t| t.contains(needle));
+    assert!(has("Graph frontier"));
+    assert!(has("prompt: Alex is a wumpus"), "caption");
+    assert!(has("Alex (root)"));
+    for &c in &g.candidates {
+        assert!(
+            has(&format!("◆ {}", g.nodes[c].name)),
+            "candidate {}",
+            g.nodes[c].name
+        );
+    }
+    assert!(has("yumpus") && has("rempus") && has("unreachable"));
+    for t in ["T1", "T2", "T3"] {
+        assert!(texts.iter().any(|x| x.trim() == t), "panel {t}");
+    }
 }
 
 #[test]

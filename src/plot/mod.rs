@@ -80,16 +80,27 @@ pub enum PlotKind {
     Heads,
     Trajectories,
     Compare,
+    GraphFrontier,
 }
 
 impl PlotKind {
-    pub const ALL: [PlotKind; 5] = [
+    pub const ALL: [PlotKind; 6] = [
         Self::Lens,
         Self::Angular,
         Self::Heads,
         Self::Trajectories,
         Self::Compare,
+        Self::GraphFrontier,
     ];
+
+    /// Whether `session` holds what the plot draws (head importance; a problem graph).
+    pub fn applies(self, session: &Session) -> bool {
+        match self {
+            Self::Heads => session.importance.is_some(),
+            Self::GraphFrontier => session.current.graph.is_some(),
+            _ => true,
+        }
+    }
 
     pub fn file_stem(self) -> &'static str {
         match self {
@@ -98,18 +109,20 @@ impl PlotKind {
             Self::Heads => "head-importance",
             Self::Trajectories => "thought-trajectories",
             Self::Compare => "baseline-vs-ablated",
+            Self::GraphFrontier => "graph-frontier",
         }
     }
 }
 
 /// Writes every plot of `session` into `dir` in each format; returns the files written.
-/// The head-importance plot is skipped when the session has no importance values.
+/// The head-importance plot is skipped when the session has no importance values, the
+/// graph-frontier plot when its run has no problem graph.
 pub fn export(session: &Session, dir: &Path, formats: &[Format]) -> Result<Vec<PathBuf>> {
     register_fonts();
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut written = Vec::new();
     for kind in PlotKind::ALL {
-        if kind == PlotKind::Heads && session.importance.is_none() {
+        if !kind.applies(session) {
             continue;
         }
         for &format in formats {
@@ -165,6 +178,15 @@ pub fn plot_size(s: &Session, kind: PlotKind) -> (u32, u32) {
         }
         PlotKind::Trajectories => (1000, 620),
         PlotKind::Compare => ((260 + steps * 110).max(1000), 640),
+        PlotKind::GraphFrontier => {
+            let n = s
+                .current
+                .graph
+                .as_ref()
+                .map_or(1, |g| frontier_steps(g).len()) as u32;
+            let (cols, rows) = (n.clamp(1, 3), n.max(1).div_ceil(3));
+            ((cols * 440 + 150).max(900), rows * 330 + 110)
+        }
     }
 }
 
@@ -267,6 +289,7 @@ where
         PlotKind::Heads => draw_heads(s, &body),
         PlotKind::Trajectories => draw_trajectories(s, &body),
         PlotKind::Compare => draw_compare(s, &body),
+        PlotKind::GraphFrontier => draw_graph_frontier(s, &body),
     }
 }
 
@@ -883,5 +906,135 @@ where
         .label_font((FONT, 14))
         .draw()
         .map_err(plot_err)?;
+    Ok(())
+}
+
+/// The graph steps drawn: every thought, or the first step when the run has none.
+fn frontier_steps(g: &crate::analysis::graph::GraphAnalysis) -> Vec<usize> {
+    let thoughts: Vec<usize> = (0..g.steps.len())
+        .filter(|&i| g.steps[i].label.starts_with('T'))
+        .collect();
+    if thoughts.is_empty() && !g.steps.is_empty() {
+        vec![0]
+    } else {
+        thoughts
+    }
+}
+
+fn draw_graph_frontier<DB: DrawingBackend>(s: &Session, area: &DrawingArea<DB, Shift>) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let g = s
+        .current
+        .graph
+        .as_ref()
+        .context("the session's run states no problem graph")?;
+    let (w, _) = area.dim_in_pixel();
+    let (main, bar) = area.split_horizontally(w.saturating_sub(130));
+    let main = main
+        .titled(
+            "Graph frontier: each node's probability at the output layer, per thought",
+            (FONT, 20).into_font().style(FontStyle::Bold),
+        )
+        .map_err(plot_err)?;
+    let steps = frontier_steps(g);
+    let cols = steps.len().clamp(1, 3);
+    let rows = steps.len().max(1).div_ceil(3);
+    let panels = main.split_evenly((rows, cols));
+    for (panel, &step) in panels.iter().zip(&steps) {
+        draw_graph_panel(panel, g, step)?;
+    }
+    draw_colour_bar(&bar, (0.0, 1.0), "probability (first token of the name)")
+}
+
+/// One thought: columns by depth (root at the left, unreachable nodes at the right), edges as
+/// grey lines, nodes as discs coloured by probability, every node named; the root is marked
+/// "(root)" and the candidates with ◆ and a thick ring.
+fn draw_graph_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    g: &crate::analysis::graph::GraphAnalysis,
+    step: usize,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let (pw, ph) = area.dim_in_pixel();
+    let (pw, ph) = (pw as i32, ph as i32);
+    let last = g.steps[step].probs.len().saturating_sub(1);
+    let p = |n: usize| {
+        g.steps[step]
+            .probs
+            .get(last)
+            .and_then(|r| r.get(n))
+            .copied()
+            .filter(|v| v.is_finite())
+            .map_or(0.0, f64::from)
+    };
+    area.draw(&Rectangle::new(
+        [(4, 4), (pw - 4, ph - 4)],
+        RGBColor(200, 200, 200).stroke_width(1),
+    ))
+    .map_err(plot_err)?;
+    area.draw(&Text::new(
+        g.steps[step].label.clone(),
+        (12, 10),
+        (FONT, 16).into_font().style(FontStyle::Bold),
+    ))
+    .map_err(plot_err)?;
+    let max_depth = g.max_depth();
+    let unreachable = g.nodes.iter().any(|n| n.depth.is_none());
+    let ncols = max_depth + 1 + usize::from(unreachable);
+    let col_of = |n: usize| g.nodes[n].depth.unwrap_or(max_depth + 1);
+    let mut columns: Vec<Vec<usize>> = vec![Vec::new(); ncols];
+    for n in 0..g.nodes.len() {
+        columns[col_of(n)].push(n);
+    }
+    let (left, right, top, bottom) = (24, 90, 48, 16);
+    let col_w = (pw - left - right) / ncols.max(1) as i32;
+    let mut at = vec![(0, 0); g.nodes.len()];
+    let header = TextStyle::from((FONT, 11).into_font()).color(&RGBColor(120, 120, 120));
+    for (c, nodes) in columns.iter().enumerate() {
+        let x = left + c as i32 * col_w + 8;
+        let name = match c {
+            0 => "root".to_string(),
+            c if c <= max_depth => format!("depth {c}"),
+            _ => "unreachable".to_string(),
+        };
+        area.draw(&Text::new(name, (x - 6, 30), header.clone()))
+            .map_err(plot_err)?;
+        let row_h = (ph - top - bottom) / nodes.len().max(1) as i32;
+        for (r, &n) in nodes.iter().enumerate() {
+            at[n] = (x, top + r as i32 * row_h + row_h / 2);
+        }
+    }
+    let grey = RGBColor(170, 170, 170).stroke_width(1);
+    for &[a, b] in &g.edges {
+        area.draw(&PathElement::new(vec![at[a], at[b]], grey))
+            .map_err(plot_err)?;
+    }
+    for (n, node) in g.nodes.iter().enumerate() {
+        let candidate = g.candidates.contains(&n);
+        let colour = viridis(p(n), (0.0, 1.0));
+        area.draw(&Circle::new(at[n], 7, colour.filled()))
+            .map_err(plot_err)?;
+        let ring = if candidate { 3 } else { 1 };
+        area.draw(&Circle::new(at[n], 7, BLACK.stroke_width(ring)))
+            .map_err(plot_err)?;
+        let label = if n == g.root {
+            format!("{} (root)", fit(&node.name, 12))
+        } else if candidate {
+            format!("◆ {}", fit(&node.name, 12))
+        } else {
+            fit(&node.name, 12)
+        };
+        let mut font = (FONT, 11).into_font();
+        if candidate || n == g.root {
+            font = font.style(FontStyle::Bold);
+        }
+        let style = TextStyle::from(font).pos(Pos::new(HPos::Left, VPos::Center));
+        area.draw(&Text::new(label, (at[n].0 + 10, at[n].1), style))
+            .map_err(plot_err)?;
+    }
     Ok(())
 }
