@@ -140,6 +140,11 @@ fn ablations_change_the_analysis() {
 
 /// Lays out `fixture` like the Hugging Face cache: blobs, a snapshot of symlinks, refs/main.
 fn fake_hub_cache(hf_home: &Path, repo: &str, fixture: &str) -> String {
+    fake_hub_cache_of(hf_home, repo, &model_dir(fixture))
+}
+
+/// [`fake_hub_cache`] of the files in `dir`.
+fn fake_hub_cache_of(hf_home: &Path, repo: &str, dir: &Path) -> String {
     let commit = "0123456789abcdef0123456789abcdef01234567";
     let root = hf_home
         .join("hub")
@@ -149,7 +154,7 @@ fn fake_hub_cache(hf_home: &Path, repo: &str, fixture: &str) -> String {
     std::fs::create_dir_all(&snap).unwrap();
     std::fs::create_dir_all(root.join("refs")).unwrap();
     std::fs::write(root.join("refs/main"), commit).unwrap();
-    for e in std::fs::read_dir(model_dir(fixture)).unwrap() {
+    for e in std::fs::read_dir(dir).unwrap() {
         let e = e.unwrap();
         let blob = blobs.join(format!("blob-{}", e.file_name().to_string_lossy()));
         std::fs::copy(e.path(), &blob).unwrap();
@@ -217,6 +222,59 @@ fn hub_ids_load_from_the_cache_without_network() {
         .output()
         .unwrap();
     assert_one_line_error(&out, "not in the Hugging Face cache");
+}
+
+#[test]
+fn a_checkpoints_base_needs_only_its_config_and_tokenizer() {
+    let ckpt = model_dir("gpt2-tiny-coconut-ckpt/checkpoint_2");
+    let dir = scratch("config-only-base");
+    let base = dir.join("base");
+    std::fs::create_dir_all(&base).unwrap();
+    for f in ["config.json", "tokenizer.json"] {
+        std::fs::copy(model_dir("gpt2-tiny-base").join(f), base.join(f)).unwrap();
+    }
+    let args = ["--prompt", PROMPT, "--thoughts", "3"];
+    let from_dir = json_of(&run(&[
+        "analyze",
+        "--model",
+        &gpt2(),
+        args[0],
+        args[1],
+        args[2],
+        args[3],
+    ]));
+    let from_folder = json_of(&run(&[
+        "analyze",
+        "--model",
+        ckpt.to_str().unwrap(),
+        "--base",
+        base.to_str().unwrap(),
+        args[0],
+        args[1],
+        args[2],
+        args[3],
+    ]));
+    // A hub base with no weight files in the cache, offline: asking for one would fail.
+    let home = dir.join("hf-home");
+    fake_hub_cache_of(&home, "tiny-org/config-only", &base);
+    let out = bin()
+        .env("HF_HOME", &home)
+        .env("HF_HUB_OFFLINE", "1")
+        .args([
+            "analyze",
+            "--model",
+            ckpt.to_str().unwrap(),
+            "--base",
+            "tiny-org/config-only",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    let from_hub = json_of(&out);
+    for key in ["tokens", "thoughts", "answer"] {
+        assert_eq!(from_folder[key], from_dir[key], "folder base: {key}");
+        assert_eq!(from_hub[key], from_dir[key], "hub base: {key}");
+    }
 }
 
 #[test]

@@ -111,17 +111,32 @@ impl ModelSource {
             Self::Local(dir) => resolve_local(dir),
             Self::Hub { repo, revision } => resolve_hub(repo, revision.as_deref()),
             Self::Coconut { checkpoint, base } => {
-                let base_files = base.resolve()?;
+                // The checkpoint carries the weights: of the base only its config and
+                // tokenizer are read (a hub base downloads no weights).
+                let (config, tokenizer) = base.config_and_tokenizer()?;
                 Ok(ModelFiles {
+                    config,
+                    tokenizer,
                     weights: WeightFiles::CoconutCheckpoint(checkpoint.clone()),
-                    ..base_files
                 })
             }
         }
     }
+
+    /// `config.json` and `tokenizer.json` of a folder or hub id (downloaded when needed).
+    fn config_and_tokenizer(&self) -> Result<(PathBuf, PathBuf)> {
+        match self {
+            Self::Local(dir) => local_config_and_tokenizer(dir),
+            Self::Hub { repo, revision } => {
+                let mut repo = HubRepo::new(repo, revision.as_deref());
+                Ok((repo.get("config.json")?, repo.get("tokenizer.json")?))
+            }
+            Self::Coconut { .. } => bail!("--base must be a model folder or hub id"),
+        }
+    }
 }
 
-fn resolve_local(dir: &Path) -> Result<ModelFiles> {
+fn local_config_and_tokenizer(dir: &Path) -> Result<(PathBuf, PathBuf)> {
     let need = |name: &str| -> Result<PathBuf> {
         let p = dir.join(name);
         if !p.is_file() {
@@ -129,8 +144,11 @@ fn resolve_local(dir: &Path) -> Result<ModelFiles> {
         }
         Ok(p)
     };
-    let config = need("config.json")?;
-    let tokenizer = need("tokenizer.json")?;
+    Ok((need("config.json")?, need("tokenizer.json")?))
+}
+
+fn resolve_local(dir: &Path) -> Result<ModelFiles> {
+    let (config, tokenizer) = local_config_and_tokenizer(dir)?;
     let single = dir.join("model.safetensors");
     let index = dir.join("model.safetensors.index.json");
     let weights = if single.is_file() {
@@ -246,8 +264,7 @@ impl HubRepo {
 
 fn resolve_hub(id: &str, revision: Option<&str>) -> Result<ModelFiles> {
     let mut repo = HubRepo::new(id, revision);
-    let config = repo.get("config.json")?;
-    let tokenizer = repo.get("tokenizer.json")?;
+    let (config, tokenizer) = (repo.get("config.json")?, repo.get("tokenizer.json")?);
     let weights = if let Some(p) = repo.cached("model.safetensors") {
         vec![p]
     } else if let Some(index) = repo.cached("model.safetensors.index.json") {
