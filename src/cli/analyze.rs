@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use clap::Args;
 
-use super::args::{BUNDLED_MODEL, ModelArgs, PromptArgs, RunArgs, default_thoughts};
+use super::args::{BUNDLED_MODEL, CheckedRun, ModelArgs, PromptArgs, RunArgs, check_run};
 use crate::analysis::document::{AnalysisDocument, HeadImportance};
 use crate::analysis::importance::{
     Importance, ImportanceMethod, SweepControl, ablation_importance, gradient_importance,
@@ -57,17 +57,13 @@ fn resolve_target(tokenizer: &crate::model::Tokenizer, token: &str) -> Result<u3
 
 pub fn analyze(args: &AnalyzeArgs) -> Result<()> {
     // Validate everything cheap before loading weights.
-    let source = args.model.source()?;
-    let prompt = args.prompt.read_or_demo(&source)?;
-    if prompt.trim().is_empty() {
-        bail!("the prompt is empty");
-    }
-    let mode = args.run.mode()?;
-    let thoughts = args.run.thought_count(default_thoughts(&source))?;
-    let interventions = args.run.interventions()?;
-    if args.top_k == 0 {
-        bail!("--top-k must be at least 1");
-    }
+    let CheckedRun {
+        source,
+        prompt,
+        mode,
+        thoughts,
+        interventions,
+    } = check_run(&args.model, &args.prompt, &args.run, args.top_k)?;
     let method = args
         .head_importance
         .as_deref()

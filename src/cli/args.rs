@@ -165,6 +165,43 @@ impl RunArgs {
 }
 
 /// The default number of thoughts of a model folder (`coconut-lens.json`), else 6.
+/// What `analyze` and the explorer check before loading weights: the model source, the prompt
+/// (the model's demo prompt when none is given) and the run's settings.
+pub struct CheckedRun {
+    pub source: ModelSource,
+    pub prompt: String,
+    pub mode: ThoughtMode,
+    pub thoughts: ThoughtCount,
+    pub interventions: Interventions,
+}
+
+/// Checks the arguments every single-run command shares, cheap ones first.
+pub fn check_run(
+    model: &ModelArgs,
+    prompt: &PromptArgs,
+    run: &RunArgs,
+    top_k: usize,
+) -> Result<CheckedRun> {
+    let source = model.source()?;
+    let prompt = prompt.read_or_demo(&source)?;
+    if prompt.trim().is_empty() {
+        bail!("the prompt is empty");
+    }
+    let mode = run.mode()?;
+    let thoughts = run.thought_count(default_thoughts(&source))?;
+    let interventions = run.interventions()?;
+    if top_k == 0 {
+        bail!("--top-k must be at least 1");
+    }
+    Ok(CheckedRun {
+        source,
+        prompt,
+        mode,
+        thoughts,
+        interventions,
+    })
+}
+
 pub fn default_thoughts(source: &ModelSource) -> usize {
     ModelMeta::of_source(source)
         .and_then(|m| m.thoughts)

@@ -39,6 +39,11 @@ fn cpu_tensor(v: Vec<f32>, shape: &Shape) -> Result<Tensor> {
 }
 
 /// Last dimension and rows of a shape.
+/// The gradient of an input when it is tracked (`want`), else none.
+fn gradient(want: bool, v: Vec<f32>, shape: &Shape) -> Result<Option<Tensor>> {
+    want.then(|| cpu_tensor(v, shape)).transpose()
+}
+
 fn rows_of(shape: &Shape) -> Result<(usize, usize)> {
     let n = shape.dims().last().copied().unwrap_or(1);
     if n == 0 {
@@ -298,16 +303,8 @@ impl CustomOp2 for RmsNorm {
                 })
             })
         })?;
-        let dx = if want_dx {
-            Some(cpu_tensor(dx, x.shape())?)
-        } else {
-            None
-        };
-        let dw = if want_dw {
-            Some(cpu_tensor(dw, w.shape())?)
-        } else {
-            None
-        };
+        let dx = gradient(want_dx, dx, x.shape())?;
+        let dw = gradient(want_dw, dw, w.shape())?;
         Ok((dx, dw))
     }
 }
@@ -468,16 +465,8 @@ impl CustomOp2 for SwiGlu {
                 })
             })
         })?;
-        let dg = if want_dg {
-            Some(cpu_tensor(dg, g.shape())?)
-        } else {
-            None
-        };
-        let du = if want_du {
-            Some(cpu_tensor(du, u.shape())?)
-        } else {
-            None
-        };
+        let dg = gradient(want_dg, dg, g.shape())?;
+        let du = gradient(want_du, du, u.shape())?;
         Ok((dg, du))
     }
 }

@@ -34,7 +34,7 @@ use ratatui::crossterm::event::{self, Event};
 
 use crate::analysis::run::RunParams;
 use crate::cli::TuiArgs;
-use crate::cli::args::default_thoughts;
+use crate::cli::args::{CheckedRun, check_run};
 use crate::model::{DeviceSpec, ModelSource, load_model, parse_dtype};
 use crate::thought::ThoughtMode;
 use app::{Action, App};
@@ -47,17 +47,13 @@ pub fn main(args: &TuiArgs) -> Result<()> {
     if let Some(path) = &args.session {
         return main_session(args, path);
     }
-    let source = args.model.source()?;
-    let prompt = args.prompt.read_or_demo(&source)?;
-    if prompt.trim().is_empty() {
-        bail!("the prompt is empty");
-    }
-    let mode = args.run.mode()?;
-    let thoughts = args.run.thought_count(default_thoughts(&source))?;
-    let interventions = args.run.interventions()?;
-    if args.top_k == 0 {
-        bail!("--top-k must be at least 1");
-    }
+    let CheckedRun {
+        source,
+        prompt,
+        mode,
+        thoughts,
+        interventions,
+    } = check_run(&args.model, &args.prompt, &args.run, args.top_k)?;
     let device: DeviceSpec = args.model.device.parse()?;
     let dtype = args.model.dtype.as_deref().map(parse_dtype).transpose()?;
     if !std::io::stdout().is_terminal() {
