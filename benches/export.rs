@@ -46,6 +46,7 @@ fn main() -> anyhow::Result<()> {
         context_rows: 1,
         attention: false,
         forced_answer: Vec::new(),
+        feeds: coconut_lens::thought::Feeds::none(),
     };
     let ablated = Interventions {
         ablated_heads: [(3, 5)].into(),
@@ -59,6 +60,7 @@ fn main() -> anyhow::Result<()> {
         top_k: 5,
         context_tokens: 0,
         interventions: interventions.clone(),
+        thought_edits: Default::default(),
     };
     let base_run = run(m, tok, &ids, &spec, &m.hooks(&Interventions::default())?)?;
     let cur_run = run(m, tok, &ids, &spec, &m.hooks(&ablated)?)?;

@@ -301,6 +301,7 @@ mod tests {
                 context_rows: 1,
                 attention: false,
                 forced_answer: Vec::new(),
+                feeds: crate::thought::Feeds::none(),
             };
             let r = crate::thought::run(
                 &m.model,

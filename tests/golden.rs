@@ -109,6 +109,7 @@ fn gpt2_scale_attn_by_inverse_layer_idx_divides_the_scores_of_block_l_by_l_plus_
         context_rows: 1,
         attention: true,
         forced_answer: Vec::new(),
+        feeds: coconut_lens::thought::Feeds::none(),
     };
     let attention = |dir: &std::path::Path| {
         let lm = load_model(&ModelSource::Local(dir.into()), &Device::Cpu, DType::F32).unwrap();

@@ -31,6 +31,7 @@ fn params(prompt: &str) -> RunParams {
         top_k: 10,
         context_tokens: 0,
         interventions: Interventions::default(),
+        thought_edits: Default::default(),
     }
 }
 

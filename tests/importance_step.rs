@@ -24,6 +24,7 @@ fn spec() -> RunSpec {
         context_rows: 1,
         attention: false,
         forced_answer: Vec::new(),
+        feeds: coconut_lens::thought::Feeds::none(),
     }
 }
 

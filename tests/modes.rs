@@ -22,6 +22,7 @@ fn spec(mode: ThoughtMode, n: usize, answer: usize) -> RunSpec {
         context_rows: 1,
         attention: false,
         forced_answer: Vec::new(),
+        feeds: coconut_lens::thought::Feeds::none(),
     }
 }
 

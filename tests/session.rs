@@ -30,6 +30,7 @@ fn params(interventions: Interventions) -> RunParams {
         top_k: 5,
         context_tokens: 0,
         interventions,
+        thought_edits: Default::default(),
     }
 }
 

@@ -436,6 +436,62 @@ fn a_checkpoint_of_other_settings_is_not_resumed() {
     assert!(format!("{err:#}").contains("other settings"), "{err:#}");
 }
 
+/// A run made longer before its final decay continues as if it had been that long from the
+/// start; once the decay has begun, it is another run and is refused.
+#[test]
+fn a_run_extended_before_its_decay_continues_bit_exactly() {
+    let short = TrainConfig {
+        decay_steps: 2,
+        ..tiny_config()
+    };
+    let long = TrainConfig {
+        steps_last: 5,
+        ..short.clone()
+    };
+    // Both decay from step 12 at the earliest: the short run's decay starts there.
+    assert_eq!(short.same_run_until(&long), Some(12));
+    assert_eq!(
+        short.same_run_until(&TrainConfig {
+            lr: 1e-3,
+            ..long.clone()
+        }),
+        None
+    );
+
+    let straight = scratch("train-extend-straight");
+    let (_, losses) = run_training(&long, &straight, None);
+    let extended = scratch("train-extend");
+    let (st1, l1) = run_training(&short, &extended, Some(11));
+    assert_eq!(st1.step, 11);
+    let (st2, l2) = run_training(&long, &extended, None);
+    assert!(st2.done() && st2.config == long);
+    assert_eq!(
+        [l1, l2].concat(),
+        losses,
+        "losses differ after the extension"
+    );
+    assert_eq!(
+        tensors(&straight.join("model.safetensors")),
+        tensors(&extended.join("model.safetensors"))
+    );
+
+    // Finished (its decay done), the short run cannot become the long one.
+    let finished = scratch("train-extend-late");
+    run_training(&short, &finished, None);
+    let err = train(
+        &long,
+        &finished,
+        TrainOptions {
+            max_steps: Some(1),
+            checkpoint_every_s: f64::INFINITY,
+            watch: None,
+            progress: &mut |_| {},
+        },
+    )
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("other settings"), "{err:#}");
+}
+
 fn bin(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_coconut-lens"))
         .args(args)

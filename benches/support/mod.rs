@@ -33,6 +33,7 @@ pub fn spec() -> RunSpec {
         context_rows: 1,
         attention: false,
         forced_answer: Vec::new(),
+        feeds: coconut_lens::thought::Feeds::none(),
     }
 }
 
@@ -51,6 +52,7 @@ pub fn pipeline(m: &LoadedModel, ids: &[u32]) -> usize {
         top_k: 5,
         context_tokens: 0,
         interventions: Interventions::default(),
+        thought_edits: Default::default(),
     };
     let a = analyze_run(&m.model, &m.tokenizer, &r, params, None).unwrap();
     a.analysis.steps.len() + a.analysis.blocks.len()

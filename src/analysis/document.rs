@@ -5,8 +5,9 @@
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
+use super::effect::{Effect, PatchSweep};
 use super::graph::GraphAnalysis;
-use super::run::{RunAnalysis, RunParams, Runtime, Step, analyze_run};
+use super::run::{FedThought, RunAnalysis, RunParams, Runtime, Step, analyze_run};
 use super::{BlockChoice, LensLayer, StepAnalysis, TokenProb};
 use crate::model::{Hooks, Model, ModelInfo, Tokenizer};
 use crate::thought::{Run, RunSpec, StepKind, run};
@@ -81,6 +82,14 @@ pub struct AnalysisDocument {
     /// at every layer (absent when the prompt states no recognisable problem).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub graph: Option<GraphAnalysis>,
+    /// What the intervened thoughts' slots received (their own lens is in `thoughts`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fed: Vec<FedThought>,
+    /// The interventions' effect against the run without them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<Effect>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch_sweep: Option<PatchSweep>,
     pub timings: Timings,
 }
 
@@ -145,6 +154,9 @@ impl AnalysisDocument {
             head_importance: None,
             layer_importance: None,
             graph: a.graph.clone(),
+            fed: a.fed.clone(),
+            effect: None,
+            patch_sweep: None,
             timings: Timings::default(),
         }
     }
@@ -170,6 +182,7 @@ pub fn analyze_prompt(
         top_k,
         context_tokens: spec.context_rows.saturating_sub(1),
         interventions: Default::default(),
+        thought_edits: Default::default(),
     };
     let analysed = analyze_run(model, tokenizer, &run, params, None)?;
     let doc = AnalysisDocument::of_run(&analysed.analysis, tokenizer);

@@ -2,6 +2,7 @@
 //! document (`coconut-lens.analysis.v1`). Everything here returns plain owned data.
 
 pub mod document;
+pub mod effect;
 pub mod graph;
 pub mod importance;
 pub mod run;

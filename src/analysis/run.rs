@@ -12,7 +12,10 @@ use super::graph::{self, GraphAnalysis, GraphStep};
 use super::{BlockChoice, TokenProb, angular_profile, lens_summaries, prune_blocks, resid_host};
 use crate::model::{Interventions, Model, ModelInfo, Tokenizer};
 use crate::numeric::{kl, log_softmax_host};
-use crate::thought::{self, Run, RunSpec, StepKind, StepRecord, ThoughtCount, ThoughtMode};
+use crate::thought::{
+    self, Feeds, Run, RunSpec, StepKind, StepRecord, ThoughtCount, ThoughtEdits, ThoughtMode,
+    ThoughtOp,
+};
 
 pub const SCHEMA: &str = "coconut-lens.run.v1";
 
@@ -28,6 +31,9 @@ pub struct RunParams {
     /// How many of the last prompt tokens appear as steps.
     pub context_tokens: usize,
     pub interventions: Interventions,
+    /// Interventions on the thoughts (what their slots receive, residual patches).
+    #[serde(default, skip_serializing_if = "ThoughtEdits::is_empty")]
+    pub thought_edits: ThoughtEdits,
 }
 
 impl RunParams {
@@ -35,6 +41,7 @@ impl RunParams {
     pub fn baseline(&self) -> RunParams {
         RunParams {
             interventions: Interventions::default(),
+            thought_edits: ThoughtEdits::default(),
             ..self.clone()
         }
     }
@@ -49,6 +56,7 @@ impl RunParams {
             context_rows: self.context_tokens + 1,
             attention,
             forced_answer: Vec::new(),
+            feeds: Feeds::none(),
         }
     }
 }
@@ -151,6 +159,21 @@ pub struct Comparison {
     pub divergence: Option<usize>,
 }
 
+/// What an intervened thought's slot received. The thought's own step (its lens) is what the
+/// model computed; this is what was fed back instead.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FedThought {
+    /// 1-based.
+    pub thought: usize,
+    pub op: ThoughtOp,
+    /// L2 norms of the input the mode computed and of the input fed.
+    pub computed_norm: f32,
+    pub fed_norm: f32,
+    /// The fed vector read through the unembedding, as a thought's own lens reads its final
+    /// hidden state (the same tokens when nothing changed it), top tokens.
+    pub lens: Vec<TokenProb>,
+}
+
 /// One run, analysed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunAnalysis {
@@ -177,6 +200,9 @@ pub struct RunAnalysis {
     /// its nodes; `None` when the prompt states no recognisable problem.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub graph: Option<GraphAnalysis>,
+    /// Per thought, the input its slot received, where an intervention changed it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fed: Vec<FedThought>,
     /// Time spent computing this result.
     pub compute_ms: f64,
 }
@@ -230,7 +256,15 @@ pub fn run_and_analyze(
 ) -> Result<AnalysedRun> {
     let ids = tok.encode_prompt(&params.prompt)?;
     let hooks = model.hooks(&params.interventions)?;
-    let run = thought::run(model, tok, &ids, &params.spec(attention), &hooks)?;
+    let (spec, hooks) = thought::intervene::prepare(
+        model,
+        tok,
+        &ids,
+        &params.spec(attention),
+        &hooks,
+        &params.thought_edits,
+    )?;
+    let run = thought::run(model, tok, &ids, &spec, &hooks)?;
     check(cancel)?;
     analyze_run(model, tok, &run, params.clone(), target)
 }
@@ -345,6 +379,7 @@ pub fn analyze_run(
             .collect(),
         answer_text: tok.decode(&run.answer_ids)?,
     };
+    let fed = fed_thoughts(model, tok, run, &params)?;
     let analysis = RunAnalysis {
         schema: SCHEMA.to_string(),
         model: model.info.clone(),
@@ -366,6 +401,7 @@ pub fn analyze_run(
         target: target.map(|t| tp(t, 0.0)),
         blocks: prune_blocks(&thought_resids),
         graph: problem.map(|(g, tokens)| graph::graph_analysis(g, &tokens, graph_steps)),
+        fed,
         params,
         compute_ms: 0.0,
     };
@@ -373,6 +409,52 @@ pub fn analyze_run(
         analysis,
         answer_lp,
     })
+}
+
+/// The intervened thoughts' fed inputs.
+fn fed_thoughts(
+    model: &Model,
+    tok: &Tokenizer,
+    run: &Run,
+    params: &RunParams,
+) -> Result<Vec<FedThought>> {
+    let mut out = Vec::new();
+    for (&k, &op) in &params.thought_edits.ops {
+        let (Some(fed), Some(step)) = (run.fed.get(k - 1), run.thoughts.get(k - 1)) else {
+            continue;
+        };
+        let norm = |t: &candle_core::Tensor| -> Result<f32> {
+            Ok(t.to_dtype(DType::F32)?
+                .sqr()?
+                .sum_all()?
+                .sqrt()?
+                .to_scalar::<f32>()?)
+        };
+        let (computed, _) = thought::next_embeddings(
+            model,
+            tok,
+            params.mode,
+            &step.hidden.unsqueeze(0)?,
+            &step.logits.unsqueeze(0)?,
+        )?;
+        let lp = log_softmax_host(&model.unembed(&fed.unsqueeze(0)?)?.squeeze(0)?)?;
+        let lens = crate::numeric::top_k_indices(&lp, 3)
+            .into_iter()
+            .map(|i| TokenProb {
+                id: i as u32,
+                text: tok.display(i as u32),
+                prob: lp[i].exp(),
+            })
+            .collect();
+        out.push(FedThought {
+            thought: k,
+            op,
+            computed_norm: norm(&computed)?,
+            fed_norm: norm(fed)?,
+            lens,
+        });
+    }
+    Ok(out)
 }
 
 /// Baseline against current: KL of the first answer distribution, and at every answer position

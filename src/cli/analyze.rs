@@ -9,6 +9,7 @@ use clap::Args;
 
 use super::args::{BUNDLED_MODEL, CheckedRun, ModelArgs, PromptArgs, RunArgs, check_run};
 use crate::analysis::document::{AnalysisDocument, HeadImportance};
+use crate::analysis::effect::{effect, patch_sweep};
 use crate::analysis::importance::{
     Importance, ImportanceMethod, SweepControl, ablation_importance, gradient_importance,
     scored_spec,
@@ -38,6 +39,10 @@ pub struct AnalyzeArgs {
     /// are forced to the run's own, so every ablation is compared at the same position.
     #[arg(long, value_name = "K", default_value_t = 0)]
     pub importance_step: usize,
+    /// Activation patching at every (thought, layer) from --patch-prompt (the clean run) into
+    /// the prompt's run, scored by the candidates' logit difference.
+    #[arg(long)]
+    pub patch_sweep: bool,
     /// Also save a session (the run and its no-ablation baseline) that the TUI reopens and
     /// `export` plots. An existing file is not replaced.
     #[arg(long, value_name = "FILE")]
@@ -63,7 +68,11 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<()> {
         mode,
         thoughts,
         interventions,
+        thought_edits,
     } = check_run(&args.model, &args.prompt, &args.run, args.top_k)?;
+    if args.patch_sweep && args.run.patch_prompt.is_none() {
+        bail!("--patch-sweep needs the clean prompt to patch from: pass --patch-prompt \"...\"");
+    }
     let method = args
         .head_importance
         .as_deref()
@@ -95,6 +104,7 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<()> {
         top_k: args.top_k,
         context_tokens: 0,
         interventions: interventions.clone(),
+        thought_edits: thought_edits.clone(),
     };
     let spec = params.spec(false);
     let (model, tokenizer) = (&loaded.model, &loaded.tokenizer);
@@ -106,6 +116,26 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<()> {
     let never = AtomicBool::new(false);
     let mut current = run_and_analyze(model, tokenizer, &params, None, false, &never)?;
     let mut doc = AnalysisDocument::of_run(&current.analysis, tokenizer);
+    if !interventions.is_empty() || !thought_edits.is_empty() {
+        doc.effect = Some(effect(model, tokenizer, &params)?);
+    }
+    if args.patch_sweep {
+        let source = args.run.patch_prompt.as_deref().unwrap_or_default();
+        let bar = crate::cli::progress_bar("patching sweep");
+        let sweep = patch_sweep(
+            model,
+            tokenizer,
+            &params,
+            source,
+            &mut |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            },
+            None,
+        )?;
+        bar.finish_and_clear();
+        doc.patch_sweep = Some(sweep);
+    }
     let mut importance = None;
     if let Some(method) = method {
         let ids = tokenizer.encode_prompt(&prompt)?;

@@ -8,7 +8,7 @@ use clap::Args;
 
 use crate::model::meta::ModelMeta;
 use crate::model::{DeviceSpec, Interventions, ModelSource, parse_dtype};
-use crate::thought::{ThoughtCount, ThoughtMode};
+use crate::thought::{ThoughtCount, ThoughtEdits, ThoughtMode};
 
 /// Where the bundled model lives, relative to the crate root.
 pub const BUNDLED_MODEL: &str = "assets/coconut-prosqa";
@@ -112,6 +112,24 @@ pub struct RunArgs {
     /// Most answer tokens to generate.
     #[arg(long, default_value_t = 16)]
     pub max_new_tokens: usize,
+    /// Replace what thoughts feed back, `Tk=OP,...` (thoughts from 1); OP is zero, mean,
+    /// noise:S (plus noise of S times the thought's RMS), random:S (the noise alone), scale:F
+    /// or patch (thought k of --patch-prompt's run).
+    #[arg(long, value_name = "Tk=OP,...", default_value = "")]
+    pub intervene: String,
+    /// Copy the residual stream after block L at thought k's position from --patch-prompt's
+    /// run (activation patching), `L@Tk,...` (L = 0: the embeddings).
+    #[arg(long, value_name = "L@Tk,...", default_value = "")]
+    pub patch_resid: String,
+    /// The second prompt that `patch` and --patch-resid copy from (same settings).
+    #[arg(long, value_name = "TEXT")]
+    pub patch_prompt: Option<String>,
+    /// The mean thoughts `mean` uses (`eval --save-means`); default: the mean input embedding.
+    #[arg(long, value_name = "FILE")]
+    pub means: Option<PathBuf>,
+    /// Seeds noise:S and random:S.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 impl ModelArgs {
@@ -156,6 +174,37 @@ impl RunArgs {
         }
     }
 
+    /// The thought interventions; `thoughts` is the run's count when fixed.
+    pub fn thought_edits(&self, thoughts: ThoughtCount) -> Result<ThoughtEdits> {
+        let edits = ThoughtEdits {
+            ops: ThoughtEdits::parse_ops(&self.intervene)?,
+            resid: ThoughtEdits::parse_resid(&self.patch_resid)?,
+            patch_prompt: self.patch_prompt.clone(),
+            means_file: self.means.as_ref().map(|p| p.display().to_string()),
+            seed: self.seed,
+        };
+        if let ThoughtCount::Fixed { n } = thoughts
+            && let Some(k) = edits
+                .ops
+                .keys()
+                .copied()
+                .chain(edits.resid.iter().map(|p| p.thought))
+                .max()
+                .filter(|&k| k > n)
+        {
+            bail!("thought T{k} is past the run's {n} thoughts");
+        }
+        if edits.needs_source() && edits.patch_prompt.is_none() {
+            bail!("patch and --patch-resid need a second prompt: pass --patch-prompt \"...\"");
+        }
+        if let Some(p) = &self.means
+            && !p.is_file()
+        {
+            bail!("--means {}: no such file", p.display());
+        }
+        Ok(edits)
+    }
+
     pub fn interventions(&self) -> Result<Interventions> {
         Ok(Interventions {
             ablated_heads: Interventions::parse_heads(&self.ablate_heads)?,
@@ -173,6 +222,7 @@ pub struct CheckedRun {
     pub mode: ThoughtMode,
     pub thoughts: ThoughtCount,
     pub interventions: Interventions,
+    pub thought_edits: ThoughtEdits,
 }
 
 /// Checks the arguments every single-run command shares, cheap ones first.
@@ -190,6 +240,7 @@ pub fn check_run(
     let mode = run.mode()?;
     let thoughts = run.thought_count(default_thoughts(&source))?;
     let interventions = run.interventions()?;
+    let thought_edits = run.thought_edits(thoughts)?;
     if top_k == 0 {
         bail!("--top-k must be at least 1");
     }
@@ -199,6 +250,7 @@ pub fn check_run(
         mode,
         thoughts,
         interventions,
+        thought_edits,
     })
 }
 

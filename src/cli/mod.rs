@@ -6,7 +6,19 @@ pub mod analyze;
 pub mod args;
 
 use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
+
+/// A progress bar on stderr named `label` (hidden without a terminal); set its length later.
+pub fn progress_bar(label: &str) -> ProgressBar {
+    ProgressBar::new(0)
+        .with_style(
+            ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} (left ~{eta})")
+                .expect("a valid template")
+                .progress_chars("=> "),
+        )
+        .with_message(label.to_string())
+}
 
 use args::{ModelArgs, PromptArgs, RunArgs};
 

@@ -128,6 +128,7 @@ pub fn evaluate(
         context_rows: 1,
         attention: false,
         forced_answer: Vec::new(),
+        feeds: crate::thought::Feeds::none(),
     };
     let hooks = Hooks::none(model.info.layers);
     let (mut correct, mut wrong_candidate) = (0, 0);

@@ -190,4 +190,9 @@ impl Gpt2 {
     pub fn lm_head(&self) -> &Tensor {
         &self.lm_head
     }
+
+    /// The token embedding matrix `[V, D]`.
+    pub fn wte(&self) -> &Tensor {
+        &self.wte
+    }
 }

@@ -244,6 +244,11 @@ impl Llama {
     pub fn lm_head(&self) -> &Tensor {
         &self.lm_head
     }
+
+    /// The token embedding matrix `[V, D]`.
+    pub fn embed_tokens(&self) -> &Tensor {
+        &self.embed_tokens
+    }
 }
 
 #[cfg(test)]

@@ -154,6 +154,8 @@ pub struct Hooks {
     /// `[layers, heads]` gate on every head output, or `[B, layers, heads]` for a batch of
     /// variants; `None` means all ones.
     pub gates: Option<Tensor>,
+    /// Values written into the residual stream (activation patching).
+    pub writes: Vec<ResidWrite>,
     pub mode: OpMode,
 }
 
@@ -162,9 +164,40 @@ impl Hooks {
         Self {
             skip: vec![false; layers],
             gates: None,
+            writes: Vec::new(),
             mode: OpMode::default(),
         }
     }
+}
+
+/// x^layer at absolute position `position` is replaced by `value` (`[D]`, every batch
+/// variant) wherever a forward pass computes it: `resid_pre.{layer}` (`resid_final` for the
+/// last) in TransformerLens's names.
+#[derive(Clone, Debug)]
+pub struct ResidWrite {
+    pub layer: usize,
+    pub position: usize,
+    pub value: Tensor,
+}
+
+/// Applies the writes of `layer` that fall in positions `start..start + T` of `x` `[B, T, D]`.
+fn write_resid(x: Tensor, writes: &[ResidWrite], layer: usize, start: usize) -> Result<Tensor> {
+    let (b, t, d) = x.dims3()?;
+    let mut x = x;
+    for w in writes.iter().filter(|w| w.layer == layer) {
+        if w.position < start || w.position >= start + t {
+            continue;
+        }
+        let r = w.position - start;
+        let v = w
+            .value
+            .to_dtype(x.dtype())?
+            .reshape((1, 1, d))?
+            .broadcast_as((b, 1, d))?
+            .contiguous()?;
+        x = x.slice_assign(&[0..b, r..r + 1, 0..d], &v)?;
+    }
+    Ok(x)
 }
 
 /// What to record during a forward pass. Rows index the positions of this call.
@@ -222,6 +255,7 @@ impl Model {
         Ok(Hooks {
             skip,
             gates,
+            writes: Vec::new(),
             mode: OpMode::default(),
         })
     }
@@ -247,6 +281,15 @@ impl Model {
     }
 
     /// Token embeddings `[T, D]` (no positions).
+    /// The mean input embedding over the vocabulary, `[D]` f32.
+    pub fn mean_embedding(&self) -> Result<Tensor> {
+        let w = match &self.net {
+            Net::Gpt2(m) => m.wte(),
+            Net::Llama(m) => m.embed_tokens(),
+        };
+        Ok(w.to_dtype(DType::F32)?.mean(0)?)
+    }
+
     pub fn embed_ids(&self, ids: &[u32]) -> Result<Tensor> {
         let ids = Tensor::new(ids, &self.device)?;
         Ok(match &self.net {
@@ -335,6 +378,9 @@ impl Model {
         each: &mut dyn FnMut(usize, &Tensor) -> Result<()>,
         want_probs: bool,
     ) -> Result<(Tensor, Vec<Option<Tensor>>)> {
+        if !hooks.writes.is_empty() {
+            x = write_resid(x, &hooks.writes, from, start)?;
+        }
         each(from, &x)?;
         let mut attention = Vec::new();
         for l in from..self.info.layers {
@@ -357,6 +403,9 @@ impl Model {
                 };
                 x = y;
                 attention.push(probs);
+            }
+            if !hooks.writes.is_empty() {
+                x = write_resid(x, &hooks.writes, l + 1, start)?;
             }
             each(l + 1, &x)?;
         }

@@ -104,6 +104,7 @@ fn params_of(inputs: &SessionInputs) -> Result<RunParams> {
         top_k: set.top_k.unwrap_or(TOP_K),
         context_tokens: set.context_tokens.unwrap_or(CONTEXT_TOKENS),
         interventions: inputs.ablations.clone(),
+        thought_edits: Default::default(),
     })
 }
 
@@ -237,6 +238,7 @@ fn analysis_of(
             divergence,
         },
         graph: doc.graph.clone(),
+        fed: Vec::new(),
         compute_ms: doc.timings.compute_ms,
     }
 }

@@ -1,7 +1,12 @@
 //! The continuous-thought runner: prompt, then thoughts, then the greedy answer.
 //!
 //! The prefix runs once; each thought and each answer token is one cached step. Every mode is a
-//! small rule for "what is the next input embedding" given the last final hidden state.
+//! small rule for "what is the next input embedding" given the last final hidden state, and
+//! [`Feeds`] may replace what a thought's slot receives.
+
+pub mod intervene;
+
+pub use intervene::{Feeds, ResidPatch, ThoughtEdits, ThoughtMeans, ThoughtOp};
 
 use anyhow::{Result, bail};
 use candle_core::{D, IndexOp, Tensor};
@@ -109,6 +114,8 @@ pub struct RunSpec {
     /// Answer tokens fed in place of the first greedy ones (teacher forcing); the rest of
     /// the answer is greedy. Empty for plain greedy decoding.
     pub forced_answer: Vec<u32>,
+    /// Interventions on what the thoughts feed back.
+    pub feeds: Feeds,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +154,9 @@ pub struct Run {
     /// `answer[0]` is at the last input position.
     pub answer: Vec<StepRecord>,
     pub answer_ids: Vec<u32>,
+    /// Per thought, the input its slot received (`[D]`): what its mode computed, or what an
+    /// intervention put there.
+    pub fed: Vec<Tensor>,
 }
 
 impl Run {
@@ -355,6 +365,7 @@ pub fn run(
     };
 
     let mut thoughts = Vec::new();
+    let mut fed = Vec::new();
     for k in 1..=max_thoughts(spec) {
         let mut thought = last;
         thought.kind = StepKind::Thought(k);
@@ -365,11 +376,13 @@ pub fn run(
             &thought.hidden.unsqueeze(0)?,
             &thought.logits.unsqueeze(0)?,
         )?;
+        let next = spec.feeds.apply(k, &next)?;
         let stop = match spec.thoughts {
             ThoughtCount::Auto { entropy_stop, .. } => entropy(&thought.logits)? < entropy_stop,
             ThoughtCount::Fixed { .. } => false,
         };
         thoughts.push(thought);
+        fed.push(next.squeeze(0)?);
         ids.extend(slot[0]);
         last = step(&next, &mut cache, StepKind::Thought(k + 1))?;
         if stop {
@@ -414,6 +427,7 @@ pub fn run(
         thoughts,
         answer,
         answer_ids,
+        fed,
     })
 }
 
@@ -435,8 +449,9 @@ pub fn continue_batch(
         bail!("continue_batch: --thoughts auto runs one variant at a time");
     }
     let mut logits = model.unembed(&hidden)?;
-    for _ in 0..max_thoughts(spec) {
+    for k in 1..=max_thoughts(spec) {
         let (next, _) = next_embeddings(model, tokenizer, spec.mode, &hidden, &logits)?;
+        let next = spec.feeds.apply(k, &next)?;
         let stop = match spec.thoughts {
             ThoughtCount::Auto { entropy_stop, .. } => entropy(&logits.i(0)?)? < entropy_stop,
             ThoughtCount::Fixed { .. } => false,

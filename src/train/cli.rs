@@ -180,7 +180,8 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     );
     // Without a terminal (a log file) the bar is hidden: a plain line every half minute.
     let mut last_line = std::time::Instant::now();
-    let mut progress = |p: &Progress| match p {
+    let mut progress = |p: &Progress| {
+        match p {
         Progress::Step {
             step,
             steps,
@@ -198,6 +199,16 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         }
         Progress::Eval(log) => bar.suspend(|| eprintln!("{}", describe(log))),
         Progress::Checkpoint(_) => {}
+        Progress::Extended {
+            step,
+            steps_before,
+            steps,
+        } => bar.suspend(|| {
+            eprintln!(
+                "continuing the run at step {step}: its schedule grows from {steps_before} to {steps} steps (the same run so far)"
+            )
+        }),
+    }
     };
     let st = train(
         &cfg,

@@ -210,13 +210,13 @@ impl TrainConfig {
             shards: 2,
             lr: 1e-3,
             warmup_steps: 200,
-            decay_steps: 1000,
+            decay_steps: 2000,
             optim: AdamWParams::default(),
             thoughts_per_step: 1,
             max_stage: 6,
             steps_first: 3000,
             steps_per_stage: 0,
-            steps_last: 9000,
+            steps_last: 15000,
             earlier_stage: 0.25,
             reset_optimizer: false,
             facts_from: 0.1,
@@ -230,6 +230,20 @@ impl TrainConfig {
             val_size: 200,
             eval_every: 250,
         }
+    }
+
+    /// The step before which `self` and `other` train identically: every setting equal but
+    /// the length of the last stage and of the final decay, so both give the same batches and
+    /// learning rates until either starts to decay. `None` when other settings differ.
+    pub fn same_run_until(&self, other: &TrainConfig) -> Option<u64> {
+        let mut a = self.clone();
+        a.steps_last = other.steps_last;
+        a.decay_steps = other.decay_steps;
+        if &a != other {
+            return None;
+        }
+        let decay_from = |c: &TrainConfig| c.total_steps().saturating_sub(c.decay_steps);
+        Some(decay_from(self).min(decay_from(other)))
     }
 
     /// Total optimizer steps. Baselines train as many.
@@ -761,6 +775,13 @@ pub enum Progress {
     },
     Eval(EvalLog),
     Checkpoint(PathBuf),
+    /// A checkpoint written with a shorter (or longer) last stage continues under the new
+    /// length: it is the same run up to its step.
+    Extended {
+        step: u64,
+        steps_before: u64,
+        steps: u64,
+    },
 }
 
 /// Options of one invocation (not part of the run's identity).
@@ -788,6 +809,18 @@ pub fn train(cfg: &TrainConfig, out: &Path, opts: TrainOptions) -> Result<TrainS
     let val_set = prosqa::generate(&cfg.data.gen_config(), cfg.val_size, cfg.seed, "val")?;
 
     let (varmap, mut opt, mut st) = match state::load(out, cfg)? {
+        Some((varmap, opt, st)) if st.config != *cfg => {
+            (opts.progress)(&Progress::Extended {
+                step: st.step,
+                steps_before: st.config.total_steps(),
+                steps: cfg.total_steps(),
+            });
+            let st = TrainState {
+                config: cfg.clone(),
+                ..st
+            };
+            (varmap, opt, st)
+        }
         Some(resumed) => resumed,
         None => {
             let varmap = params::init(cfg, vocab, &dev)?;

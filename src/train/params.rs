@@ -105,7 +105,7 @@ pub fn init(cfg: &TrainConfig, vocab: usize, dev: &Device) -> Result<VarMap> {
                 vec![1.0; n]
             } else if is_embedding(&name) {
                 (0..n)
-                    .map(|_| (normal(&mut rng) * cfg.init.embedding_std) as f32)
+                    .map(|_| (rng.normal() * cfg.init.embedding_std) as f32)
                     .collect()
             } else {
                 let residual_out = ["c_proj.weight", "o_proj.weight", "down_proj.weight"]
@@ -116,20 +116,13 @@ pub fn init(cfg: &TrainConfig, vocab: usize, dev: &Device) -> Result<VarMap> {
                 } else {
                     0.02
                 };
-                (0..n).map(|_| (normal(&mut rng) * std) as f32).collect()
+                (0..n).map(|_| (rng.normal() * std) as f32).collect()
             };
             let t = Tensor::from_vec(values, shape, dev)?;
             data.insert(name, Var::from_tensor(&t)?);
         }
     }
     Ok(varmap)
-}
-
-/// A standard normal draw (Box–Muller).
-fn normal(rng: &mut Rng) -> f64 {
-    let u1 = rng.next_f64().max(f64::MIN_POSITIVE);
-    let u2 = rng.next_f64();
-    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
 }
 
 #[cfg(test)]

@@ -148,7 +148,9 @@ pub fn save(out: &Path, st: &TrainState, varmap: &VarMap, opt: &AdamW) -> Result
     Ok(dir)
 }
 
-/// Loads the checkpoint of `out`, if any; it must have been written with `cfg`.
+/// Loads the checkpoint of `out`, if any; it must have been written with `cfg`, or with a
+/// schedule that differs only in its length and has trained identically so far
+/// ([`TrainConfig::same_run_until`]). The returned state keeps the saved configuration.
 pub fn load(out: &Path, cfg: &TrainConfig) -> Result<Option<(VarMap, AdamW, TrainState)>> {
     let mut dir = checkpoint_dir(out);
     if !dir.join("state.json").exists() {
@@ -169,7 +171,15 @@ pub fn load(out: &Path, cfg: &TrainConfig) -> Result<Option<(VarMap, AdamW, Trai
             st.format
         );
     }
-    if &st.config != cfg {
+    let until = st.config.same_run_until(cfg);
+    if let Some(until) = until.filter(|&u| st.step > u) {
+        bail!(
+            "{} holds a run with other settings: its length differs, and it is at step {}, past step {until} where the two schedules part; only a run stopped before then can be lengthened",
+            out.display(),
+            st.step
+        );
+    }
+    if until.is_none() {
         bail!(
             "{} holds a run with other settings; pass the same options to resume it, or choose another --out\n  saved: {}\n  given: {}",
             out.display(),

@@ -53,6 +53,7 @@ pub fn main(args: &TuiArgs) -> Result<()> {
         mode,
         thoughts,
         interventions,
+        thought_edits,
     } = check_run(&args.model, &args.prompt, &args.run, args.top_k)?;
     let device: DeviceSpec = args.model.device.parse()?;
     let dtype = args.model.dtype.as_deref().map(parse_dtype).transpose()?;
@@ -69,6 +70,7 @@ pub fn main(args: &TuiArgs) -> Result<()> {
         top_k: args.top_k,
         context_tokens: args.context_tokens,
         interventions,
+        thought_edits,
     };
     let soft = match mode {
         ThoughtMode::Soft { top_k, top_p } => (top_k, top_p),

@@ -92,6 +92,7 @@ pub fn params(shape: SampleShape) -> RunParams {
         top_k: shape.top_k,
         context_tokens: shape.context,
         interventions: Interventions::default(),
+        thought_edits: Default::default(),
     }
 }
 
@@ -263,6 +264,7 @@ pub fn analysis(shape: SampleShape, interventions: Interventions) -> RunAnalysis
             .collect(),
         comparison,
         graph: Some(problem_graph),
+        fed: Vec::new(),
         compute_ms: 12.0,
     }
 }

@@ -189,6 +189,7 @@ fn spec_of(case: &Case) -> RunSpec {
         context_rows: 1,
         attention: case.attention_last.is_some(),
         forced_answer: Vec::new(),
+        feeds: coconut_lens::thought::Feeds::none(),
     }
 }
 

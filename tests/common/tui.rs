@@ -33,6 +33,7 @@ pub fn tiny_params() -> RunParams {
         top_k: 5,
         context_tokens: 3,
         interventions: Interventions::default(),
+        thought_edits: Default::default(),
     }
 }
 
