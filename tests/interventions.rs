@@ -517,3 +517,60 @@ fn bad_interventions_give_one_line() {
     assert!(v["effect"]["kl_first"].is_number());
     assert_eq!(v["patch_sweep"]["logit_diff"].as_array().unwrap().len(), 3);
 }
+
+#[test]
+fn the_intervention_sweep_equals_separate_evaluations() {
+    use coconut_lens::data::prosqa;
+    use coconut_lens::eval::{EvalMode, SWEEP_OPS, ThoughtEdit, evaluate_with, intervention_sweep};
+    use coconut_lens::train::DataShape;
+    let m = load_dir("gpt2-tiny");
+    let (model, tok) = (&m.model, &m.tokenizer);
+    let problems = prosqa::generate(&DataShape::Tiny.gen_config(), 5, 4, "sweep").unwrap();
+    let mut last = 0;
+    let (sweep, means) =
+        intervention_sweep(model, tok, &problems, 2, None, 3, &mut |d, _| last = d).unwrap();
+    assert_eq!(last, 5 * (1 + 2 * SWEEP_OPS.len()));
+    assert_eq!(sweep.rows.len(), 2 * SWEEP_OPS.len());
+    let none = ThoughtEdit::default();
+    let base = evaluate_with(
+        model,
+        tok,
+        &problems,
+        EvalMode::Coconut,
+        2,
+        &none,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    assert_eq!(sweep.base_accuracy, base.report.accuracy);
+    assert_eq!(means, base.means);
+    for row in &sweep.rows {
+        let edit = ThoughtEdit {
+            ops: [(row.thought, row.op)].into_iter().collect(),
+            means: Some(means.clone()),
+            seed: 3,
+        };
+        let r = evaluate_with(
+            model,
+            tok,
+            &problems,
+            EvalMode::Coconut,
+            2,
+            &edit,
+            &mut |_, _| {},
+        )
+        .unwrap();
+        assert_eq!(row.correct, r.report.correct, "{row:?}");
+        let flips = r
+            .answers
+            .iter()
+            .zip(&base.answers)
+            .filter(|(a, b)| a != b)
+            .count();
+        assert_eq!(row.flip_rate, flips as f64 / 5.0, "{row:?}");
+    }
+    // The mean thought over the problems is the mean of what each slot received.
+    assert_eq!(means.n, 5);
+    assert_eq!(means.means.len(), 2);
+    assert_eq!(means.means[0].len(), model.info.d_model);
+}

@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::graph::problem_nodes;
-use super::run::{RunParams, finite, tracked_step};
+use super::run::{AnalysedRun, RunParams, finite, tracked_step};
 use candle_core::IndexOp;
 
 use crate::model::{Hooks, Model, ResidWrite, Tokenizer};
@@ -130,7 +130,61 @@ pub fn effect(model: &Model, tok: &Tokenizer, params: &RunParams) -> Result<Effe
     let (spec, hooks) = prepare(model, tok, &ids, &base_spec, &hooks, &params.thought_edits)?;
     let greedy = run(model, tok, &ids, &spec, &hooks)?;
     let base_lp = answer_log_probs(&base)?;
-    let forced = &base.answer_ids;
+    let first = answer_log_probs(&greedy)?.into_iter().next();
+    measure(
+        model,
+        tok,
+        params,
+        &base.answer_ids,
+        &base_lp,
+        &greedy.answer_ids,
+        first.as_deref(),
+    )
+}
+
+/// [`effect`] of an analysed run against its analysed baseline: one more run, the base
+/// answer teacher-forced under the interventions.
+pub fn effect_between(
+    model: &Model,
+    tok: &Tokenizer,
+    params: &RunParams,
+    base: &AnalysedRun,
+    current: &AnalysedRun,
+) -> Result<Effect> {
+    let ids =
+        |r: &AnalysedRun| -> Vec<u32> { r.analysis.summary.answer.iter().map(|t| t.id).collect() };
+    measure(
+        model,
+        tok,
+        params,
+        &ids(base),
+        &base.answer_lp,
+        &ids(current),
+        current.answer_lp.first().map(Vec::as_slice),
+    )
+}
+
+/// The measures, given the base run's answer and log-probabilities and the intervened
+/// greedy answer with its first log-probabilities.
+fn measure(
+    model: &Model,
+    tok: &Tokenizer,
+    params: &RunParams,
+    forced: &[u32],
+    base_lp: &[Vec<f32>],
+    greedy: &[u32],
+    greedy_first: Option<&[f32]>,
+) -> Result<Effect> {
+    let ids = tok.encode_prompt(&params.prompt)?;
+    let hooks = model.hooks(&params.interventions)?;
+    let (spec, hooks) = prepare(
+        model,
+        tok,
+        &ids,
+        &params.spec(false),
+        &hooks,
+        &params.thought_edits,
+    )?;
     let cur_lp = forced_log_probs(model, tok, &ids, &spec, &hooks, forced)?;
     let cands = Candidates::of_prompt(&params.prompt, tok)?;
     let scored_step = cands
@@ -142,9 +196,8 @@ pub fn effect(model: &Model, tok: &Tokenizer, params: &RunParams) -> Result<Effe
         .enumerate()
         .map(|(i, &t)| f64::from(cur_lp[i][t as usize]) - f64::from(base_lp[i][t as usize]))
         .sum::<f64>() as f32;
-    let first_lp = |lp: &[Vec<f32>]| lp.first().cloned();
-    let kl_first = match (first_lp(&base_lp), answer_log_probs(&greedy)?.first()) {
-        (Some(b), Some(c)) => kl(&b, c),
+    let kl_first = match (base_lp.first(), greedy_first) {
+        (Some(b), Some(c)) => kl(b, c),
         _ => f32::NAN,
     };
     let kl_scored = scored_step.map_or(f32::NAN, |i| kl(&base_lp[i], &cur_lp[i]));
@@ -157,7 +210,7 @@ pub fn effect(model: &Model, tok: &Tokenizer, params: &RunParams) -> Result<Effe
         _ => None,
     };
     Ok(Effect {
-        answer_changed: greedy.answer_ids != base.answer_ids,
+        answer_changed: greedy != forced,
         kl_first,
         scored_step,
         kl_scored,

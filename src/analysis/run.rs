@@ -8,6 +8,7 @@ use anyhow::{Result, bail};
 use candle_core::{DType, IndexOp};
 use serde::{Deserialize, Serialize};
 
+use super::effect::Effect;
 use super::graph::{self, GraphAnalysis, GraphStep};
 use super::{BlockChoice, TokenProb, angular_profile, lens_summaries, prune_blocks, resid_host};
 use crate::model::{Interventions, Model, ModelInfo, Tokenizer};
@@ -37,6 +38,11 @@ pub struct RunParams {
 }
 
 impl RunParams {
+    /// Whether anything intervenes: ablations or thought edits.
+    pub fn intervened(&self) -> bool {
+        !self.interventions.is_empty() || !self.thought_edits.is_empty()
+    }
+
     /// The same run without interventions: the baseline.
     pub fn baseline(&self) -> RunParams {
         RunParams {
@@ -203,6 +209,9 @@ pub struct RunAnalysis {
     /// Per thought, the input its slot received, where an intervention changed it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fed: Vec<FedThought>,
+    /// The interventions' effect against the baseline, where there are interventions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<Effect>,
     /// Time spent computing this result.
     pub compute_ms: f64,
 }
@@ -226,7 +235,7 @@ impl RunAnalysis {
 /// every answer step.
 pub struct AnalysedRun {
     pub analysis: RunAnalysis,
-    answer_lp: Vec<Vec<f32>>,
+    pub(crate) answer_lp: Vec<Vec<f32>>,
 }
 
 /// The answer step the lens tracks and head importance scores: the last answer token with a
@@ -402,6 +411,7 @@ pub fn analyze_run(
         blocks: prune_blocks(&thought_resids),
         graph: problem.map(|(g, tokens)| graph::graph_analysis(g, &tokens, graph_steps)),
         fed,
+        effect: None,
         params,
         compute_ms: 0.0,
     };

@@ -116,7 +116,7 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<()> {
     let never = AtomicBool::new(false);
     let mut current = run_and_analyze(model, tokenizer, &params, None, false, &never)?;
     let mut doc = AnalysisDocument::of_run(&current.analysis, tokenizer);
-    if !interventions.is_empty() || !thought_edits.is_empty() {
+    if params.intervened() {
         doc.effect = Some(effect(model, tokenizer, &params)?);
     }
     if args.patch_sweep {
@@ -196,7 +196,7 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<()> {
     doc.timings.compute_ms = t1.elapsed().as_secs_f64() * 1e3;
     doc.timings.peak_rss_mib = crate::analysis::document::peak_rss_mib();
     if let Some(path) = &args.save_session {
-        let mut baseline = if interventions.is_empty() {
+        let mut baseline = if !params.intervened() {
             None
         } else {
             Some(run_and_analyze(
@@ -210,6 +210,7 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<()> {
         };
         let comparison = compare(baseline.as_ref().unwrap_or(&current), &current);
         current.analysis.comparison = comparison;
+        current.analysis.effect = doc.effect.clone();
         current.analysis.compute_ms = doc.timings.compute_ms;
         let baseline = match baseline.take() {
             Some(mut b) => {

@@ -7,10 +7,11 @@ use anyhow::{Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::{EvalMode, EvalReport, evaluate};
+use super::{EvalMode, EvalReport, ThoughtEdit, evaluate_with, intervention_sweep};
 use crate::cli::args::{ModelArgs, default_thoughts};
 use crate::model::meta::{AccuracyRecord, ModelMeta};
 use crate::model::{ModelSource, load_model};
+use crate::thought::{ThoughtEdits, ThoughtMeans};
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
@@ -33,6 +34,25 @@ pub struct EvalArgs {
     /// model's own (a local model folder only).
     #[arg(long)]
     pub record: bool,
+    /// Replace what thoughts feed back on every problem, `Tk=OP,...` (zero, mean, noise:S,
+    /// random:S, scale:F; see `analyze --help`).
+    #[arg(long, value_name = "Tk=OP,...", default_value = "")]
+    pub intervene: String,
+    /// For each thought and each of zero, mean and noise:1, accuracy and the share of answers
+    /// that change against the un-intervened run (coconut mode).
+    #[arg(long)]
+    pub intervention_sweep: bool,
+    /// The mean thoughts `mean` uses (a file of --save-means). Default: the sweep's own
+    /// un-intervened run, or the mean input embedding.
+    #[arg(long, value_name = "FILE")]
+    pub means: Option<PathBuf>,
+    /// Write the mean of what each thought slot received over the problems (safetensors), for
+    /// `mean`. An existing file is not replaced.
+    #[arg(long, value_name = "FILE")]
+    pub save_means: Option<PathBuf>,
+    /// Seeds noise:S and random:S (each problem draws its own from it).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 pub fn run(args: &EvalArgs) -> Result<()> {
@@ -41,6 +61,27 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     if let Some(n) = args.limit {
         problems.truncate(n);
     }
+    let ops = ThoughtEdits::parse_ops(&args.intervene)?;
+    let intervened = !ops.is_empty() || args.intervention_sweep;
+    if intervened && mode != EvalMode::Coconut {
+        bail!("--intervene and --intervention-sweep apply to coconut mode");
+    }
+    if !ops.is_empty() && args.intervention_sweep {
+        bail!("--intervene and --intervention-sweep are exclusive (the sweep sets its own)");
+    }
+    if intervened && args.record {
+        bail!("--record keeps the model's own figures: not with interventions");
+    }
+    if let Some(p) = &args.save_means
+        && p.exists()
+    {
+        bail!("{} already exists (not overwritten)", p.display());
+    }
+    let file_means = args
+        .means
+        .as_ref()
+        .map(|p| ThoughtMeans::read(p).map(|m| (m, p.display().to_string())))
+        .transpose()?;
     let source = args.model.source()?;
     let record_in = match (&source, args.record) {
         (ModelSource::Local(dir), true) => Some(dir.join(crate::model::meta::FILE_NAME)),
@@ -61,22 +102,40 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     // Without a terminal (a log file) the bar is hidden: a plain line every 5 seconds.
     let started = Instant::now();
     let mut last = Instant::now();
-    let report = evaluate(
-        &loaded.model,
-        &loaded.tokenizer,
-        &problems,
-        mode,
-        thoughts,
-        &mut |done, total| {
-            bar.set_position(done as u64);
-            if bar.is_hidden() && last.elapsed().as_secs_f64() >= 5.0 {
-                last = Instant::now();
-                eprintln!("{done}/{total} ({:.0} s)", started.elapsed().as_secs_f64());
-            }
-        },
-    )?;
-    bar.finish_and_clear();
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    let mut tick = |done: usize, total: usize| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        if bar.is_hidden() && last.elapsed().as_secs_f64() >= 5.0 {
+            last = Instant::now();
+            eprintln!("{done}/{total} ({:.0} s)", started.elapsed().as_secs_f64());
+        }
+    };
+    let (model, tok) = (&loaded.model, &loaded.tokenizer);
+    let (report, means) = if args.intervention_sweep {
+        let (sweep, means) = intervention_sweep(
+            model, tok, &problems, thoughts, file_means, args.seed, &mut tick,
+        )?;
+        bar.finish_and_clear();
+        println!("{}", serde_json::to_string_pretty(&sweep)?);
+        (None, means)
+    } else {
+        let edit = ThoughtEdit {
+            ops,
+            means: file_means.map(|(m, _)| m),
+            seed: args.seed,
+        };
+        let r = evaluate_with(model, tok, &problems, mode, thoughts, &edit, &mut tick)?;
+        bar.finish_and_clear();
+        println!("{}", serde_json::to_string_pretty(&r.report)?);
+        (Some(r.report), r.means)
+    };
+    if let Some(path) = &args.save_means {
+        crate::files::write_atomic(path, &means.to_bytes()?, false)?;
+        eprintln!("mean thoughts saved to {}", path.display());
+    }
+    let Some(report) = report else {
+        return Ok(());
+    };
     if let Some(meta) = record_in {
         let data = args
             .data

@@ -6,13 +6,17 @@
 
 pub mod cli;
 
+use std::collections::BTreeMap;
+
 use anyhow::{Result, bail};
 use candle_core::{D, DType};
 use serde::{Deserialize, Serialize};
 
 use crate::data::prosqa::{Graph, ProsQaProblem};
 use crate::model::{Hooks, Model, Tokenizer};
-use crate::thought::{RunSpec, ThoughtCount, ThoughtMode, run};
+use crate::thought::{
+    Feeds, RunSpec, ThoughtCount, ThoughtEdits, ThoughtMeans, ThoughtMode, ThoughtOp, run,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -99,6 +103,38 @@ pub fn evaluate(
     thoughts: usize,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<EvalReport> {
+    let none = ThoughtEdit::default();
+    Ok(evaluate_with(model, tokenizer, problems, mode, thoughts, &none, progress)?.report)
+}
+
+/// Thought interventions applied to every problem of an evaluation. `noise` and `random`
+/// draw per problem from `seed` and the problem's index.
+#[derive(Debug, Clone, Default)]
+pub struct ThoughtEdit {
+    pub ops: BTreeMap<usize, ThoughtOp>,
+    /// For `mean`; the mean input embedding without.
+    pub means: Option<ThoughtMeans>,
+    pub seed: u64,
+}
+
+/// An evaluation with what the intervention sweep compares: each problem's extracted answer
+/// and the mean thought fed per index.
+pub struct EvalRun {
+    pub report: EvalReport,
+    pub answers: Vec<String>,
+    pub means: ThoughtMeans,
+}
+
+/// [`evaluate`] with thought interventions.
+pub fn evaluate_with(
+    model: &Model,
+    tokenizer: &Tokenizer,
+    problems: &[ProsQaProblem],
+    mode: EvalMode,
+    thoughts: usize,
+    edit: &ThoughtEdit,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<EvalRun> {
     let mut tok = tokenizer.clone();
     let thoughts = match mode {
         EvalMode::Coconut | EvalMode::Pause => {
@@ -131,6 +167,14 @@ pub fn evaluate(
         feeds: crate::thought::Feeds::none(),
     };
     let hooks = Hooks::none(model.info.layers);
+    if let Some(&k) = edit.ops.keys().find(|&&k| k > thoughts) {
+        bail!("thought T{k} is past the evaluation's {thoughts} thoughts");
+    }
+    if edit.ops.values().any(|op| *op == ThoughtOp::Patch) {
+        bail!("patch copies from a second prompt, which an evaluation does not have");
+    }
+    let mut answers = Vec::with_capacity(problems.len());
+    let mut fed_sums = vec![vec![0f64; model.info.d_model]; thoughts];
     let (mut correct, mut wrong_candidate) = (0, 0);
     let mut sums: Vec<ThoughtFrontier> = (1..=thoughts)
         .map(|k| ThoughtFrontier {
@@ -142,7 +186,24 @@ pub fn evaluate(
         .collect();
     for (i, p) in problems.iter().enumerate() {
         let ids = tok.encode_prompt(&p.question)?;
+        let spec = if edit.ops.is_empty() {
+            spec.clone()
+        } else {
+            let edits = ThoughtEdits {
+                ops: edit.ops.clone(),
+                seed: edit.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                ..ThoughtEdits::default()
+            };
+            RunSpec {
+                feeds: Feeds::resolve(model, &edits, edit.means.as_ref(), &[])?,
+                ..spec.clone()
+            }
+        };
         let r = run(model, &tok, &ids, &spec, &hooks)?;
+        for (sum, fed) in fed_sums.iter_mut().zip(&r.fed) {
+            let v: Vec<f32> = fed.to_dtype(DType::F32)?.to_vec1()?;
+            sum.iter_mut().zip(v).for_each(|(s, x)| *s += f64::from(x));
+        }
         let text = tok.decode(&r.answer_ids)?;
         let answer = extract_answer(&text);
         if answer == p.answer.trim() {
@@ -184,16 +245,24 @@ pub fn evaluate(
                 acc.other += 1.0 - on_nodes;
             }
         }
+        answers.push(answer);
         progress(i + 1, problems.len());
     }
     let n = problems.len();
+    let means = ThoughtMeans {
+        means: fed_sums
+            .iter()
+            .map(|s| s.iter().map(|&x| (x / n.max(1) as f64) as f32).collect())
+            .collect(),
+        n,
+    };
     let scale = 1.0 / n.max(1) as f64;
     for s in &mut sums {
         s.mass_by_depth.iter_mut().for_each(|m| *m *= scale);
         s.unreachable *= scale;
         s.other *= scale;
     }
-    Ok(EvalReport {
+    let report = EvalReport {
         mode,
         thoughts,
         n,
@@ -210,7 +279,108 @@ pub fn evaluate(
         } else {
             Vec::new()
         },
+    };
+    Ok(EvalRun {
+        report,
+        answers,
+        means,
     })
+}
+
+/// One row of the intervention sweep: thought `thought` replaced by `op` on every problem.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InterventionRow {
+    pub thought: usize,
+    pub op: ThoughtOp,
+    pub correct: usize,
+    pub accuracy: f64,
+    /// Share of problems whose answer differs from the un-intervened run's.
+    pub flip_rate: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InterventionSweep {
+    pub n: usize,
+    pub thoughts: usize,
+    pub base_accuracy: f64,
+    /// Where `mean` comes from: a file, or the un-intervened run of this sweep.
+    pub means_from: String,
+    pub rows: Vec<InterventionRow>,
+}
+
+/// The operations the sweep applies to each thought: zero, the mean thought, and noise as
+/// large as the thought (`noise:1`).
+pub const SWEEP_OPS: [ThoughtOp; 3] = [ThoughtOp::Zero, ThoughtOp::Mean, ThoughtOp::Noise(1.0)];
+
+/// For every thought index and each of [`SWEEP_OPS`], accuracy and the flip rate against the
+/// un-intervened run (coconut mode). `mean` uses `means` if given, else the mean thoughts of
+/// the un-intervened run. `progress(done, total)` counts problem runs. Returns the sweep and
+/// the means it used.
+pub fn intervention_sweep(
+    model: &Model,
+    tokenizer: &Tokenizer,
+    problems: &[ProsQaProblem],
+    thoughts: usize,
+    means: Option<(ThoughtMeans, String)>,
+    seed: u64,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(InterventionSweep, ThoughtMeans)> {
+    let n = problems.len();
+    let total = n * (1 + thoughts * SWEEP_OPS.len());
+    let mut offset = 0;
+    let mut step = |edit: &ThoughtEdit, offset: &mut usize| -> Result<EvalRun> {
+        let base = *offset;
+        let r = evaluate_with(
+            model,
+            tokenizer,
+            problems,
+            EvalMode::Coconut,
+            thoughts,
+            edit,
+            &mut |d, _| progress(base + d, total),
+        )?;
+        *offset += n;
+        Ok(r)
+    };
+    let base = step(&ThoughtEdit::default(), &mut offset)?;
+    let (means, means_from) = match means {
+        Some((m, from)) => (m, from),
+        None => (base.means.clone(), "the un-intervened run".to_string()),
+    };
+    let mut rows = Vec::new();
+    for k in 1..=thoughts {
+        for op in SWEEP_OPS {
+            let edit = ThoughtEdit {
+                ops: BTreeMap::from([(k, op)]),
+                means: Some(means.clone()),
+                seed,
+            };
+            let r = step(&edit, &mut offset)?;
+            let flips = r
+                .answers
+                .iter()
+                .zip(&base.answers)
+                .filter(|(a, b)| a != b)
+                .count();
+            rows.push(InterventionRow {
+                thought: k,
+                op,
+                correct: r.report.correct,
+                accuracy: r.report.accuracy,
+                flip_rate: flips as f64 / n.max(1) as f64,
+            });
+        }
+    }
+    Ok((
+        InterventionSweep {
+            n,
+            thoughts,
+            base_accuracy: base.report.accuracy,
+            means_from,
+            rows,
+        },
+        means,
+    ))
 }
 
 #[cfg(test)]

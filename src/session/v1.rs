@@ -239,6 +239,7 @@ fn analysis_of(
         },
         graph: doc.graph.clone(),
         fed: Vec::new(),
+        effect: None,
         compute_ms: doc.timings.compute_ms,
     }
 }

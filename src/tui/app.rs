@@ -8,6 +8,7 @@ use tui_input::{Input, InputRequest};
 use super::data::{ModelSummary, WorkerMsg};
 use super::keymap::{Command, Context};
 use super::tab::Tab;
+use crate::analysis::effect::PatchSweep;
 use crate::analysis::importance::{Importance, ImportanceMethod};
 use crate::analysis::run::{RunAnalysis, RunParams, Step};
 use crate::session::{Session, ViewState};
@@ -56,6 +57,8 @@ pub enum Overlay {
     Help,
     /// Editing the prompt.
     Input(Input),
+    /// Editing the second prompt (the patch source).
+    PatchPrompt(Input),
     /// Typing the name to save the session under (empty: the default name).
     SaveAs(Input),
     /// The session file exists: overwrite it?
@@ -74,6 +77,20 @@ pub enum ImportanceState {
         generation: u64,
         request: u64,
         method: ImportanceMethod,
+        done: usize,
+        total: usize,
+    },
+    Cancelled,
+    Failed(String),
+}
+
+/// The patching sweep of the current generation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PatchState {
+    Idle,
+    Running {
+        generation: u64,
+        request: u64,
         done: usize,
         total: usize,
     },
@@ -107,6 +124,9 @@ pub struct App {
     pub importance_method: ImportanceMethod,
     /// The number of the last sweep asked for.
     pub importance_requests: u64,
+    pub patch: PatchState,
+    /// The last patching sweep, with the generation it belongs to.
+    pub patch_result: Option<(u64, Arc<PatchSweep>)>,
     /// Soft Thinking's (top-k, top-p), used when `m` reaches soft mode.
     pub soft: (usize, f32),
     pub tab: Tab,
@@ -156,6 +176,8 @@ impl App {
             importance_result: None,
             importance_method: ImportanceMethod::Ablation,
             importance_requests: 0,
+            patch: PatchState::Idle,
+            patch_result: None,
             soft: (5, 0.95),
             tab: Tab::Lens,
             step: 0,
@@ -182,7 +204,7 @@ impl App {
         match self.overlay {
             Overlay::None => Context::Main(self.tab),
             Overlay::Help => Context::Help,
-            Overlay::Input(_) => Context::Input,
+            Overlay::Input(_) | Overlay::PatchPrompt(_) => Context::Input,
             Overlay::SaveAs(_) => Context::SaveAs,
             Overlay::Overwrite { .. } => Context::Confirm,
         }
@@ -193,6 +215,7 @@ impl App {
         self.model.is_none() && self.fatal.is_none()
             || self.running
             || matches!(self.importance, ImportanceState::Running { .. })
+            || matches!(self.patch, PatchState::Running { .. })
             || self.file_job
     }
 
@@ -239,6 +262,14 @@ impl App {
             .interventions
             .ablated_heads
             .contains(&(layer, head))
+    }
+
+    /// The patching sweep to show: the current generation's if there is one.
+    pub fn current_patch(&self) -> Option<&PatchSweep> {
+        self.patch_result
+            .as_ref()
+            .filter(|(g, _)| *g == self.generation)
+            .map(|(_, p)| &**p)
     }
 
     pub fn is_layer_skipped(&self, layer: usize) -> bool {

@@ -8,6 +8,7 @@ use std::time::Instant;
 use anyhow::Result;
 
 use super::data::{ModelSummary, RunResult};
+use crate::analysis::effect::{PatchSweep, effect_between, patch_sweep};
 use crate::analysis::importance::{
     Importance, ImportanceMethod, SweepControl, importance_of_answer,
 };
@@ -85,7 +86,7 @@ pub fn compute_run(
     let t0 = Instant::now();
     let Baseline { run: base, shown } = cache.get(lm, params, cancel)?;
     let elapsed = || t0.elapsed().as_secs_f64() * 1e3;
-    if params.interventions.is_empty() {
+    if !params.intervened() {
         let mut current = (**shown).clone();
         current.compute_ms = elapsed();
         let current = Arc::new(current);
@@ -97,6 +98,13 @@ pub fn compute_run(
     let target = base.analysis.target.as_ref().map(|t| t.id);
     let mut cur = run_and_analyze(&lm.model, &lm.tokenizer, params, target, true, cancel)?;
     cur.analysis.comparison = compare(base, &cur);
+    cur.analysis.effect = Some(effect_between(
+        &lm.model,
+        &lm.tokenizer,
+        params,
+        base,
+        &cur,
+    )?);
     cur.analysis.compute_ms = elapsed();
     Ok(RunResult {
         baseline: shown.clone(),
@@ -118,4 +126,24 @@ pub fn compute_importance(
         cancel: Some(cancel),
     };
     importance_of_answer(&lm.model, &lm.tokenizer, params, answer, method, &mut ctl)
+}
+
+/// The patching sweep of `params` from its second prompt.
+pub fn compute_patch(
+    lm: &LoadedModel,
+    params: &RunParams,
+    progress: &mut dyn FnMut(usize, usize),
+    cancel: &AtomicBool,
+) -> Result<PatchSweep> {
+    let Some(source) = params.thought_edits.patch_prompt.as_deref() else {
+        anyhow::bail!("no second prompt: P sets it");
+    };
+    patch_sweep(
+        &lm.model,
+        &lm.tokenizer,
+        params,
+        source,
+        progress,
+        Some(cancel),
+    )
 }

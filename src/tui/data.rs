@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::analysis::effect::PatchSweep;
 use crate::analysis::importance::{Importance, ImportanceMethod};
 use crate::analysis::run::{RunAnalysis, RunParams, Runtime};
 use crate::model::ModelInfo;
@@ -69,6 +70,12 @@ pub enum Job {
         answer: Vec<u32>,
         method: ImportanceMethod,
     },
+    /// The activation-patching sweep from the params' second prompt.
+    PatchSweep {
+        generation: u64,
+        request: u64,
+        params: RunParams,
+    },
     /// Cancel the running sweep (not queued: handled at once).
     Cancel,
     /// Write a session file (off the worker: file jobs run on their own thread). `path: None`
@@ -132,6 +139,11 @@ pub enum WorkerMsg {
         generation: u64,
         request: u64,
         result: Result<Importance, String>,
+    },
+    PatchDone {
+        generation: u64,
+        request: u64,
+        result: Result<PatchSweep, String>,
     },
     Cancelled {
         request: u64,

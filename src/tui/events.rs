@@ -18,7 +18,9 @@ pub fn action_of(app: &App, ev: &Event) -> Option<Action> {
                 return Some(Action::Cmd(cmd));
             }
             match app.overlay {
-                Overlay::Input(_) | Overlay::SaveAs(_) => to_input_request(ev).map(Action::Edit),
+                Overlay::Input(_) | Overlay::PatchPrompt(_) | Overlay::SaveAs(_) => {
+                    to_input_request(ev).map(Action::Edit)
+                }
                 _ => None,
             }
         }

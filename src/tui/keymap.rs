@@ -29,6 +29,10 @@ pub enum Command {
     EditPrompt,
     SwitchImportance,
     Sweep,
+    /// Cycle the selected thought's intervention.
+    CycleThought,
+    EditPatchPrompt,
+    PatchSweep,
     Cancel,
     SubmitPrompt,
     CancelPrompt,
@@ -316,9 +320,21 @@ pub static BINDINGS: &[Binding] = &[
         hint: None,
     },
     Binding {
+        keys: &[(ch('x'), C::CycleThought), (ch('P'), C::EditPatchPrompt)],
+        scope: Scope::Tabs(STEP_TABS),
+        help: "intervene on a thought / set the prompt to patch from",
+        hint: None,
+    },
+    Binding {
+        keys: &[(ch('S'), C::PatchSweep)],
+        scope: Scope::Tabs(&[Tab::Compare]),
+        help: "activation patching at every (thought, layer)",
+        hint: Some("patch sweep"),
+    },
+    Binding {
         keys: &[(ch('r'), C::Reset)],
         scope: Scope::Main,
-        help: "reset all ablations (back to the baseline)",
+        help: "reset all interventions (back to the baseline)",
         hint: Some("reset"),
     },
     Binding {

@@ -265,6 +265,19 @@ pub fn analysis(shape: SampleShape, interventions: Interventions) -> RunAnalysis
         comparison,
         graph: Some(problem_graph),
         fed: Vec::new(),
+        // Made-up figures of the right kinds, for the Compare tab.
+        effect: ablated.then(|| crate::analysis::effect::Effect {
+            answer_changed: true,
+            kl_first: 0.421,
+            scored_step: Some(1),
+            kl_scored: 0.002,
+            delta_logprob: -1.25,
+            candidates: Some(crate::analysis::effect::CandidateEffect {
+                names: ["gerpus".into(), "rompus".into()],
+                base: -2.5,
+                intervened: 1.75,
+            }),
+        }),
         compute_ms: 12.0,
     }
 }

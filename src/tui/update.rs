@@ -3,14 +3,14 @@
 
 use tui_input::{Input, InputRequest};
 
-use super::app::{Action, App, Hit, ImportanceState, Overlay, Status};
+use super::app::{Action, App, Hit, ImportanceState, Overlay, PatchState, Status};
 use super::data::{Job, SaveOutcome, WorkerMsg};
 use super::keymap::Command;
 use super::saved::{restore_view, session_of};
 use super::tab::Tab;
 use crate::analysis::importance::ImportanceMethod;
 use crate::analysis::run::RunAnalysis;
-use crate::thought::{StepKind, ThoughtCount, ThoughtMode};
+use crate::thought::{StepKind, ThoughtCount, ThoughtMode, ThoughtOp};
 
 /// The most thoughts `+` goes to.
 pub const MAX_THOUGHTS: usize = 64;
@@ -18,13 +18,17 @@ pub const MAX_THOUGHTS: usize = 64;
 pub fn update(app: &mut App, action: Action) -> Option<Job> {
     match action {
         Action::Edit(req) => {
-            if let Overlay::Input(input) | Overlay::SaveAs(input) = &mut app.overlay {
+            if let Overlay::Input(input) | Overlay::PatchPrompt(input) | Overlay::SaveAs(input) =
+                &mut app.overlay
+            {
                 input.handle(req);
             }
             None
         }
         Action::Paste(text) => {
-            if let Overlay::Input(input) | Overlay::SaveAs(input) = &mut app.overlay {
+            if let Overlay::Input(input) | Overlay::PatchPrompt(input) | Overlay::SaveAs(input) =
+                &mut app.overlay
+            {
                 for c in text.chars() {
                     let c = if c.is_control() { ' ' } else { c };
                     input.handle(InputRequest::InsertChar(c));
@@ -62,6 +66,7 @@ fn new_run(app: &mut App) -> Option<Job> {
     app.generation += 1;
     app.running = true;
     app.importance = ImportanceState::Idle;
+    app.patch = PatchState::Idle;
     app.status = None;
     Some(Job::Run {
         generation: app.generation,
@@ -100,6 +105,45 @@ fn want_importance(app: &mut App, force: bool) -> Option<Job> {
         params: app.params.clone(),
         answer,
         method: app.importance_method,
+    })
+}
+
+/// How the status bar names an operation.
+fn describe_op(op: ThoughtOp) -> String {
+    match op {
+        ThoughtOp::Zero => "a zero vector".into(),
+        ThoughtOp::Mean => "the mean (input embedding, or --means)".into(),
+        ThoughtOp::Noise(s) => format!("itself plus noise ({s}x its RMS)"),
+        ThoughtOp::Patch => "the second prompt's thought".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Starts the patching sweep of the run shown.
+fn want_patch(app: &mut App) -> Option<Job> {
+    app.model.as_ref()?;
+    if app.read_only.is_some() || app.running {
+        return None;
+    }
+    if app.params.thought_edits.patch_prompt.is_none() {
+        set_status(
+            app,
+            "the patching sweep copies from a second prompt: P sets it",
+            true,
+        );
+        return None;
+    }
+    app.importance_requests += 1;
+    app.patch = PatchState::Running {
+        generation: app.generation,
+        request: app.importance_requests,
+        done: 0,
+        total: 0,
+    };
+    Some(Job::PatchSweep {
+        generation: app.generation,
+        request: app.importance_requests,
+        params: app.params.clone(),
     })
 }
 
@@ -168,6 +212,9 @@ fn changes_the_run(cmd: Command) -> bool {
             | Command::EditPrompt
             | Command::SwitchImportance
             | Command::Sweep
+            | Command::CycleThought
+            | Command::EditPatchPrompt
+            | Command::PatchSweep
     )
 }
 
@@ -333,11 +380,17 @@ fn command(app: &mut App, cmd: Command) -> Option<Job> {
             new_run(app)
         }
         Command::Reset => {
-            if app.params.interventions.is_empty() {
-                set_status(app, "nothing to reset: no head or layer is ablated", false);
+            if !app.params.intervened() {
+                set_status(
+                    app,
+                    "nothing to reset: no head, layer or thought is intervened on",
+                    false,
+                );
                 return None;
             }
             app.params.interventions = Default::default();
+            app.params.thought_edits.ops.clear();
+            app.params.thought_edits.resid.clear();
             new_run(app)
         }
         Command::MoreThoughts | Command::FewerThoughts => {
@@ -373,7 +426,75 @@ fn command(app: &mut App, cmd: Command) -> Option<Job> {
             app.overlay = Overlay::Input(Input::new(app.params.prompt.clone()));
             None
         }
+        Command::CycleThought => {
+            let Some(StepKind::Thought(k)) = app.selected_step().map(|s| s.kind) else {
+                set_status(
+                    app,
+                    "select a thought (T1, T2, ...) to intervene on it",
+                    false,
+                );
+                return None;
+            };
+            let edits = &mut app.params.thought_edits;
+            let next = match edits.ops.get(&k) {
+                None => Some(ThoughtOp::Zero),
+                Some(ThoughtOp::Zero) => Some(ThoughtOp::Mean),
+                Some(ThoughtOp::Mean) => Some(ThoughtOp::Noise(1.0)),
+                Some(ThoughtOp::Noise(_)) if edits.patch_prompt.is_some() => Some(ThoughtOp::Patch),
+                Some(_) => None,
+            };
+            let text = match next {
+                Some(op) => {
+                    edits.ops.insert(k, op);
+                    let tip = if op == ThoughtOp::Noise(1.0) && edits.patch_prompt.is_none() {
+                        " (P sets a second prompt to patch from)"
+                    } else {
+                        ""
+                    };
+                    format!("T{k} feeds {}{tip}", describe_op(op))
+                }
+                None => {
+                    edits.ops.remove(&k);
+                    format!("T{k} feeds itself again")
+                }
+            };
+            let job = new_run(app);
+            set_status(app, text, false);
+            job
+        }
+        Command::EditPatchPrompt => {
+            let now = app
+                .params
+                .thought_edits
+                .patch_prompt
+                .clone()
+                .unwrap_or_default();
+            app.overlay = Overlay::PatchPrompt(Input::new(now));
+            None
+        }
+        Command::PatchSweep => want_patch(app),
         Command::SubmitPrompt => {
+            if let Overlay::PatchPrompt(input) = &app.overlay {
+                let text = input.value().trim().to_string();
+                app.overlay = Overlay::None;
+                let edits = &mut app.params.thought_edits;
+                let new = (!text.is_empty()).then_some(text);
+                if new == edits.patch_prompt {
+                    return None;
+                }
+                edits.patch_prompt = new;
+                if edits.patch_prompt.is_none() {
+                    edits.ops.retain(|_, op| *op != ThoughtOp::Patch);
+                    edits.resid.clear();
+                }
+                let job = new_run(app);
+                let said = match &app.params.thought_edits.patch_prompt {
+                    Some(_) => "second prompt set: x reaches patch, S on Compare sweeps",
+                    None => "second prompt cleared",
+                };
+                set_status(app, said, false);
+                return job;
+            }
             let Overlay::Input(input) = std::mem::take(&mut app.overlay) else {
                 return None;
             };
@@ -421,6 +542,9 @@ fn command(app: &mut App, cmd: Command) -> Option<Job> {
         Command::Cancel => {
             if matches!(app.importance, ImportanceState::Running { .. }) {
                 set_status(app, "cancelling the head sweep…", false);
+                Some(Job::Cancel)
+            } else if matches!(app.patch, PatchState::Running { .. }) {
+                set_status(app, "cancelling the patching sweep…", false);
                 Some(Job::Cancel)
             } else {
                 None
@@ -618,6 +742,37 @@ fn worker(app: &mut App, msg: WorkerMsg) -> Option<Job> {
                 *d = done;
                 *t = total;
             }
+            if let PatchState::Running {
+                request: r,
+                done: d,
+                total: t,
+                ..
+            } = &mut app.patch
+                && *r == request
+            {
+                *d = done;
+                *t = total;
+            }
+            None
+        }
+        WorkerMsg::PatchDone {
+            generation,
+            request,
+            result,
+        } => {
+            if !matches!(app.patch, PatchState::Running { request: r, .. } if r == request) {
+                return None;
+            }
+            match result {
+                Ok(sweep) => {
+                    app.patch_result = Some((generation, std::sync::Arc::new(sweep)));
+                    app.patch = PatchState::Idle;
+                }
+                Err(e) => {
+                    set_status(app, format!("patching sweep: {e}"), true);
+                    app.patch = PatchState::Failed(e);
+                }
+            }
             None
         }
         WorkerMsg::ImportanceDone {
@@ -647,6 +802,10 @@ fn worker(app: &mut App, msg: WorkerMsg) -> Option<Job> {
             {
                 app.importance = ImportanceState::Cancelled;
                 set_status(app, "head sweep cancelled; S starts it again", false);
+            }
+            if matches!(app.patch, PatchState::Running { request: r, .. } if r == request) {
+                app.patch = PatchState::Cancelled;
+                set_status(app, "patching sweep cancelled; S starts it again", false);
             }
             None
         }

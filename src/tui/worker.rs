@@ -10,7 +10,9 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use anyhow::Result;
 
-use super::compute::{BaselineCache, compute_importance, compute_run, model_summary};
+use super::compute::{
+    BaselineCache, compute_importance, compute_patch, compute_run, model_summary,
+};
 use super::data::{Job, WorkerMsg, error_line};
 use crate::model::LoadedModel;
 
@@ -102,7 +104,7 @@ impl Worker {
                 if let Some((c, _)) = &slot.running {
                     c.store(true, Ordering::Relaxed);
                 }
-                let sweep = matches!(job, Job::Importance { .. });
+                let sweep = matches!(job, Job::Importance { .. } | Job::PatchSweep { .. });
                 slot.pending = Some((job, (Arc::new(AtomicBool::new(false)), sweep)));
                 self.shared.wake.notify_one();
             }
@@ -188,6 +190,15 @@ fn serve(
                     request,
                     result: Err(e),
                 }),
+                Job::PatchSweep {
+                    generation,
+                    request,
+                    ..
+                } => out(WorkerMsg::PatchDone {
+                    generation,
+                    request,
+                    result: Err(e),
+                }),
                 _ => {}
             }
         }
@@ -234,6 +245,30 @@ fn run_job(
                 out(WorkerMsg::Cancelled { request });
             } else {
                 out(WorkerMsg::ImportanceDone {
+                    generation: *generation,
+                    request,
+                    result: result.map_err(|e| error_line(&e)),
+                });
+            }
+        }
+        Job::PatchSweep {
+            generation,
+            request,
+            params,
+        } => {
+            let request = *request;
+            let mut progress = |done, total| {
+                out(WorkerMsg::Progress {
+                    request,
+                    done,
+                    total,
+                })
+            };
+            let result = compute_patch(lm, params, &mut progress, cancel);
+            if cancel.load(Ordering::Relaxed) {
+                out(WorkerMsg::Cancelled { request });
+            } else {
+                out(WorkerMsg::PatchDone {
                     generation: *generation,
                     request,
                     result: result.map_err(|e| error_line(&e)),

@@ -819,3 +819,112 @@ fn a_session_that_cannot_load_its_model_is_shown_read_only() {
         Some(Job::Export { .. })
     ));
 }
+
+#[test]
+fn x_cycles_a_thoughts_intervention_and_shift_p_sets_the_second_prompt() {
+    use crate::analysis::effect::PatchSweep;
+    use crate::thought::ThoughtOp;
+    use crate::tui::app::PatchState;
+    let mut app = ready(S);
+    assert_eq!(app.selected_step().unwrap().kind, StepKind::Thought(1));
+    let mut cycle = |app: &mut App| -> Option<ThoughtOp> {
+        let (g, p) = run_job(press(app, key('x')));
+        deliver(app, g, S);
+        p.thought_edits.ops.get(&1).copied()
+    };
+    assert_eq!(cycle(&mut app), Some(ThoughtOp::Zero));
+    assert_eq!(cycle(&mut app), Some(ThoughtOp::Mean));
+    assert_eq!(cycle(&mut app), Some(ThoughtOp::Noise(1.0)));
+    assert!(app.status.as_ref().unwrap().text.contains("P sets"));
+    assert_eq!(cycle(&mut app), None, "no second prompt: patch is skipped");
+
+    // The sweep needs the second prompt.
+    press(&mut app, key('5'));
+    assert_eq!(press(&mut app, key('S')), None);
+    assert!(app.status.as_ref().unwrap().error);
+    press(&mut app, key('P'));
+    assert!(matches!(app.overlay, Overlay::PatchPrompt(_)));
+    for c in "Is Tom a dog?".chars() {
+        press(&mut app, key(c));
+    }
+    let (g, p) = run_job(press(&mut app, code(KeyCode::Enter)));
+    assert_eq!(
+        p.thought_edits.patch_prompt.as_deref(),
+        Some("Is Tom a dog?")
+    );
+    deliver(&mut app, g, S);
+    press(&mut app, key('1'));
+    for want in [
+        ThoughtOp::Zero,
+        ThoughtOp::Mean,
+        ThoughtOp::Noise(1.0),
+        ThoughtOp::Patch,
+    ] {
+        assert_eq!(cycle(&mut app), Some(want));
+    }
+
+    // S on the Compare tab runs the sweep; Esc cancels it; a result belongs to its generation.
+    press(&mut app, key('5'));
+    let Some(Job::PatchSweep { request, .. }) = press(&mut app, key('S')) else {
+        panic!("a patching sweep job");
+    };
+    assert_eq!(press(&mut app, code(KeyCode::Esc)), Some(Job::Cancel));
+    update(&mut app, Action::Worker(WorkerMsg::Cancelled { request }));
+    assert_eq!(app.patch, PatchState::Cancelled);
+    let Some(Job::PatchSweep {
+        generation,
+        request,
+        ..
+    }) = press(&mut app, key('S'))
+    else {
+        panic!("a patching sweep job");
+    };
+    let sweep = PatchSweep {
+        source_prompt: "Is Tom a dog?".into(),
+        candidates: ["a".into(), "b".into()],
+        scored_step: 0,
+        clean: 1.0,
+        corrupted: -1.0,
+        logit_diff: vec![vec![0.0; 3]],
+        restored: vec![vec![0.5; 3]],
+    };
+    update(
+        &mut app,
+        Action::Worker(WorkerMsg::PatchDone {
+            generation,
+            request,
+            result: Ok(sweep.clone()),
+        }),
+    );
+    assert_eq!(app.current_patch(), Some(&sweep));
+    // An empty second prompt clears it and the patches that need it.
+    press(&mut app, key('P'));
+    press(
+        &mut app,
+        Event::Key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL)),
+    );
+    let (_, p) = run_job(press(&mut app, code(KeyCode::Enter)));
+    assert_eq!(p.thought_edits.patch_prompt, None);
+    assert!(p.thought_edits.ops.is_empty());
+    assert_eq!(
+        app.current_patch(),
+        None,
+        "the sweep was of another generation"
+    );
+    // r resets the thought interventions too.
+    let (g, _) = run_job(press(&mut app, key('P')).or_else(|| {
+        for c in "Is Tom a cat?".chars() {
+            press(&mut app, key(c));
+        }
+        press(&mut app, code(KeyCode::Enter))
+    }));
+    deliver(&mut app, g, S);
+    press(&mut app, key('1'));
+    cycle(&mut app);
+    let (_, p) = run_job(press(&mut app, key('r')));
+    assert!(p.thought_edits.ops.is_empty());
+    assert_eq!(
+        p.thought_edits.patch_prompt.as_deref(),
+        Some("Is Tom a cat?")
+    );
+}

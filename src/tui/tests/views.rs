@@ -77,6 +77,31 @@ fn snapshot_compare() {
 }
 
 #[test]
+fn snapshot_compare_with_a_patching_sweep() {
+    use crate::analysis::effect::PatchSweep;
+    let mut app = ablated_on_tab('5');
+    app.params.thought_edits.patch_prompt = Some("Is Alex a rompus or gerpus?".into());
+    let restored = vec![
+        vec![0.0, 0.1, 0.2, 0.4, 0.9],
+        vec![0.0, 0.05, 0.6, 0.8, 1.0],
+        vec![f32::NAN, 0.0, -0.1, 0.3, 0.5],
+    ];
+    app.patch_result = Some((
+        app.generation,
+        std::sync::Arc::new(PatchSweep {
+            source_prompt: "Is Alex a rompus or gerpus?".into(),
+            candidates: ["gerpus".into(), "rompus".into()],
+            scored_step: 1,
+            clean: 3.0,
+            corrupted: -2.5,
+            logit_diff: restored.clone(),
+            restored,
+        }),
+    ));
+    insta::assert_snapshot!(screen(&app, 120, 40).backend());
+}
+
+#[test]
 fn snapshot_help() {
     let mut app = on_tab('1');
     press(&mut app, key('?'));

@@ -1,4 +1,5 @@
-//! Tab 5, Compare: the baseline (no ablations) beside the current run.
+//! Tab 5, Compare: the baseline (no interventions) beside the current run, the effect of the
+//! interventions, and the activation-patching sweep.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -10,8 +11,9 @@ use super::panel;
 use crate::analysis::TokenProb;
 use crate::analysis::run::RunAnalysis;
 use crate::thought::StepKind;
-use crate::tui::app::App;
-use crate::tui::widgets::{ABLATED, ANSWER, THOUGHT, fit, num, pct};
+use crate::thought::ThoughtEdits;
+use crate::tui::app::{App, PatchState};
+use crate::tui::widgets::{ABLATED, ANSWER, THOUGHT, fit, heat_style, num, pct};
 
 fn tops(t: &[TokenProb], width: usize) -> String {
     let s = t
@@ -40,13 +42,22 @@ pub fn render(app: &App, run: &RunAnalysis, body: Rect, frame: &mut Frame) {
     let base = &cmp.baseline;
     let cur = &run.summary;
     let table_h = (base.thoughts.len().max(cur.thoughts.len()) + 6) as u16;
-    let [top, table_area, bottom, _] = Layout::vertical([
+    let [top, edits_line, table_area, bottom, sweep_area] = Layout::vertical([
+        Constraint::Length(1),
         Constraint::Length(1),
         Constraint::Max(table_h),
-        Constraint::Length(5),
+        Constraint::Length(match &run.effect {
+            None => 5,
+            Some(e) if e.candidates.is_none() => 6,
+            Some(_) => 7,
+        }),
         Constraint::Min(0),
     ])
     .areas(body);
+    frame.render_widget(
+        Paragraph::new(edits_text(&run.params.thought_edits)),
+        edits_line,
+    );
 
     let ivs = if iv.is_empty() {
         Line::from(
@@ -143,7 +154,7 @@ pub fn render(app: &App, run: &RunAnalysis, body: Rect, frame: &mut Frame) {
         ],
     )
     .header(
-        Row::new(vec!["", "baseline (no ablations)", "current"])
+        Row::new(vec!["", "baseline (no interventions)", "current"])
             .style(Style::default().bold().underlined()),
     );
     frame.render_widget(table, inner);
@@ -167,6 +178,27 @@ pub fn render(app: &App, run: &RunAnalysis, body: Rect, frame: &mut Frame) {
         kl.push(Span::raw("n/a"));
     }
     lines.push(Line::from(kl));
+    if let Some(e) = &run.effect {
+        let step = e
+            .scored_step
+            .map_or("–".to_string(), |i| format!("A{}", i + 1));
+        lines.push(Line::from(vec![
+            Span::raw(format!("KL at the scored step {step} ")).dark_gray(),
+            Span::raw(format!("{} nats", num(e.kl_scored, 8))).bold(),
+            Span::raw(" · Δ log p(baseline answer), teacher-forced ").dark_gray(),
+            Span::raw(num(e.delta_logprob, 8)).bold(),
+        ]));
+        if let Some(c) = &e.candidates {
+            lines.push(Line::from(vec![
+                Span::raw(format!(
+                    "logit({}) − logit({}) at {step} ",
+                    c.names[0], c.names[1]
+                ))
+                .dark_gray(),
+                Span::raw(format!("{} → {}", num(c.base, 7), num(c.intervened, 7))).bold(),
+            ]));
+        }
+    }
     lines.push(match cmp.divergence {
         None => Line::from("the two answers are identical".dark_gray()),
         Some(i) => {
@@ -186,4 +218,99 @@ pub fn render(app: &App, run: &RunAnalysis, body: Rect, frame: &mut Frame) {
         }
     });
     frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
+    render_sweep(app, sweep_area, frame);
+}
+
+/// The thought interventions in one line.
+fn edits_text(e: &ThoughtEdits) -> Line<'static> {
+    let mut spans = vec![Span::raw(" thoughts ").dark_gray()];
+    if e.ops.is_empty() && e.resid.is_empty() {
+        spans.push(Span::raw("fed back as computed (x on a thought intervenes)").dark_gray());
+    } else {
+        let ops: Vec<String> = e.ops.iter().map(|(k, op)| format!("T{k}={op}")).collect();
+        let resid: Vec<String> = e
+            .resid
+            .iter()
+            .map(|p| format!("{}@T{}", p.layer, p.thought))
+            .collect();
+        spans.push(Span::styled(
+            ops.into_iter().chain(resid).collect::<Vec<_>>().join(", "),
+            Style::default().fg(ABLATED).bold(),
+        ));
+    }
+    spans.push(Span::raw(" · second prompt ").dark_gray());
+    spans.push(match &e.patch_prompt {
+        Some(p) => Span::raw(fit(p, 60)),
+        None => Span::raw("none (P sets it)").dark_gray(),
+    });
+    Line::from(spans)
+}
+
+/// The patching sweep: thoughts by layers, coloured by the share of the candidates' logit
+/// difference the patch restores.
+fn render_sweep(app: &App, area: Rect, frame: &mut Frame) {
+    if area.height < 3 {
+        return;
+    }
+    let title = Line::from(vec![
+        Span::raw(" Activation patching ").bold(),
+        Span::raw("· residual stream after block L at thought k, from the second prompt ")
+            .dark_gray(),
+    ]);
+    let inner = panel(frame, area, title);
+    let status = match &app.patch {
+        PatchState::Running { done, total, .. } => {
+            Some(format!("computing… {done}/{total} (Esc cancels)"))
+        }
+        PatchState::Cancelled => Some("cancelled; S starts it again".into()),
+        PatchState::Failed(e) => Some(e.clone()),
+        PatchState::Idle => None,
+    };
+    let Some(sweep) = app.current_patch() else {
+        let text = status.unwrap_or_else(|| {
+            if app.params.thought_edits.patch_prompt.is_some() {
+                "S runs the sweep".into()
+            } else {
+                "P sets the second prompt (the clean run), then S runs the sweep".into()
+            }
+        });
+        frame.render_widget(Paragraph::new(text.dark_gray()), inner);
+        return;
+    };
+    let mut lines = vec![Line::from(vec![
+        Span::raw(format!(
+            "logit({}) − logit({}) at A{}: clean {} · corrupted {} · cell = share restored ",
+            sweep.candidates[0],
+            sweep.candidates[1],
+            sweep.scored_step + 1,
+            num(sweep.clean, 6),
+            num(sweep.corrupted, 6)
+        ))
+        .dark_gray(),
+    ])];
+    let layers = sweep.logit_diff.first().map_or(0, Vec::len);
+    let mut header = vec![Span::raw("      ")];
+    for l in 0..layers {
+        header.push(Span::raw(format!("{:^7}", format!("L{l}"))).dark_gray());
+    }
+    lines.push(Line::from(header));
+    for (k, row) in sweep.restored.iter().enumerate() {
+        let mut spans = vec![Span::styled(
+            format!(" T{:<4}", k + 1),
+            Style::default().fg(THOUGHT),
+        )];
+        for &r in row {
+            let text = if r.is_finite() {
+                format!("{r:^7.2}")
+            } else {
+                format!("{:^7}", "–")
+            };
+            spans.push(Span::styled(text, heat_style(r)));
+        }
+        lines.push(Line::from(spans));
+    }
+    if let Some(s) = status {
+        lines.push(Line::from(s.dark_gray()));
+    }
+    frame.render_widget(Paragraph::new(lines), inner);
 }

@@ -76,7 +76,9 @@ pub fn render(app: &App, frame: &mut Frame) {
     let a = areas(area);
     render_header(app, a.header, frame);
     match &app.overlay {
-        Overlay::Input(_) | Overlay::SaveAs(_) => render_input(app, a.timeline, frame),
+        Overlay::Input(_) | Overlay::PatchPrompt(_) | Overlay::SaveAs(_) => {
+            render_input(app, a.timeline, frame)
+        }
         _ => render_timeline(app, a.timeline, frame),
     }
     render_tabs(app, a.tabs, frame);
@@ -239,7 +241,7 @@ fn render_header(app: &App, area: Rect, frame: &mut Frame) {
     };
     let last = match &app.run {
         Some(_) if app.running => "running…".to_string(),
-        Some(r) if r.params.interventions.is_empty() && r.compute_ms < 0.5 => {
+        Some(r) if !r.params.intervened() && r.compute_ms < 0.5 => {
             "last run: the cached baseline".to_string()
         }
         Some(r) => format!("last run {:.0} ms", r.compute_ms),
@@ -439,6 +441,10 @@ fn render_timeline(app: &App, area: Rect, frame: &mut Frame) {
 fn render_input(app: &App, area: Rect, frame: &mut Frame) {
     let (input, title) = match &app.overlay {
         Overlay::Input(input) => (input, " Prompt · Enter runs · Esc cancels "),
+        Overlay::PatchPrompt(input) => (
+            input,
+            " Second prompt (patch source; same length for residual patches) · Enter sets · empty clears · Esc cancels ",
+        ),
         Overlay::SaveAs(input) => (
             input,
             " Save session as (in sessions/) · Enter saves · empty: sessions/<timestamp>-<slug>.json · Esc cancels ",
@@ -494,7 +500,7 @@ fn tab_blurb(tab: Tab) -> &'static str {
         Tab::Layers => "how much each layer changes the residual stream",
         Tab::Heads => "which heads matter for the answer; Space ablates one",
         Tab::Attention => "where thoughts and answer look in the prompt",
-        Tab::Compare => "baseline (no ablations) against the current run",
+        Tab::Compare => "baseline against the current run; x intervenes on a thought, S patches",
         Tab::Graph => "the problem's graph by depth, nodes coloured by p; click a node",
     }
 }
