@@ -827,7 +827,7 @@ fn x_cycles_a_thoughts_intervention_and_shift_p_sets_the_second_prompt() {
     use crate::tui::app::PatchState;
     let mut app = ready(S);
     assert_eq!(app.selected_step().unwrap().kind, StepKind::Thought(1));
-    let mut cycle = |app: &mut App| -> Option<ThoughtOp> {
+    let cycle = |app: &mut App| -> Option<ThoughtOp> {
         let (g, p) = run_job(press(app, key('x')));
         deliver(app, g, S);
         p.thought_edits.ops.get(&1).copied()
