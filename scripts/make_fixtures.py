@@ -27,6 +27,11 @@ two threads, deterministic algorithms).
     angular and block distances, greedy answers, attention probabilities and head importance, with and
     without head/layer ablations.  The format is documented in ``tests/fixtures/README.md``.
 
+``tests/fixtures/golden/<model>.interventions.json`` for gpt2-tiny and llama-tiny-gqa
+    Coconut runs whose thought slots receive zeros or a second prompt's thoughts (``analyze
+    --intervene T2=zero`` / ``T1=patch --patch-prompt``): greedy answers and first-token probabilities.
+    ``make_fixtures.py --interventions-only`` writes only these, from the committed models.
+
 Usage, from the repository root (any virtualenv location outside the repository works)::
 
     python3 -m venv ~/.venvs/coconut-fixtures
@@ -46,6 +51,7 @@ import math
 import random
 import re
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -413,14 +419,20 @@ class CoconutRunner:
     def forward(self, embeds: torch.Tensor, output_attentions: bool = False):
         return self.model(inputs_embeds=embeds, use_cache=False, output_attentions=output_attentions)
 
-    def thought_embeddings(self, input_ids: list[int], n_thoughts: int, start_id: int | None) -> torch.Tensor:
-        """Input embeddings with the latent slots replaced by recycled hidden states (full recompute)."""
+    def thought_embeddings(
+        self, input_ids: list[int], n_thoughts: int, start_id: int | None, feed=None
+    ) -> torch.Tensor:
+        """Input embeddings with the latent slots replaced by recycled hidden states (full recompute).
+
+        `feed[k](thought)`, when given for thought k (1-based), is what slot k receives instead."""
         embeds = self.embed(torch.tensor([input_ids]))
         if n_thoughts:
             s = input_ids.index(start_id)
             for k in range(1, n_thoughts + 1):
                 self.forward(embeds[:, : s + k])
                 thought = self.final_hidden[:, -1:]
+                if feed and k in feed:
+                    thought = feed[k](thought)
                 embeds = torch.cat([embeds[:, : s + k], thought, embeds[:, s + k + 1 :]], dim=1)
         return embeds
 
@@ -690,6 +702,78 @@ def golden_json(obj) -> str:
     return text + "\n"
 
 
+# Thought interventions: (name, prompt, second prompt, {thought: "zero" | "patch"}), three thoughts.
+INTERVENTION_CASES = [
+    ("zero_t2", "t4_plain", None, {2: "zero"}),
+    ("zero_all", "t1_plain", None, {1: "zero", 2: "zero", 3: "zero"}),
+    ("patch_t1", "t4_plain", "t4_hi", {1: "patch"}),
+    ("patch_all", "t4_hi", "t1_plain", {1: "patch", 2: "patch", 3: "patch"}),
+]
+INTERVENTION_THOUGHTS = 3
+INTERVENTION_NEW_TOKENS = 6
+
+
+def write_intervention_golden(model_name: str, checks: Checks) -> None:
+    """`tests/fixtures/golden/<model>.interventions.json`: greedy answers and first-token
+    probabilities of runs whose thought slots receive zeros or a second prompt's thoughts."""
+    path = MODELS_DIR / model_name
+    runner = CoconutRunner(load_model(path))
+    tok = Tokenizer.from_file(str(path / "tokenizer.json"))
+    start_id, end_id, latent_id = (tok.token_to_id(t) for t in COCONUT_TOKENS)
+    n = INTERVENTION_THOUGHTS
+
+    def ids_of(prompt: str) -> list[int]:
+        ids = tok.encode(prompt + "\n", add_special_tokens=True).ids
+        return ids + [start_id] + [latent_id] * n + [end_id]
+
+    cases = []
+    with torch.no_grad():
+        for name, prompt_key, source_key, ops in INTERVENTION_CASES:
+            where = f"{model_name}/{name}"
+            source = None
+            if source_key is not None:
+                src_ids = ids_of(PROMPTS[source_key])
+                src = runner.thought_embeddings(src_ids, n, start_id)
+                s = src_ids.index(start_id)
+                source = [src[:, s + k : s + k + 1] for k in range(1, n + 1)]
+            feed = {
+                k: (lambda t: torch.zeros_like(t)) if op == "zero" else (lambda t, k=k: source[k - 1])
+                for k, op in ops.items()
+            }
+            input_ids = ids_of(PROMPTS[prompt_key])
+            embeds = runner.thought_embeddings(input_ids, n, start_id, feed)
+            logits = runner.forward(embeds).logits[0, -1]
+            first = torch.softmax(logits, -1)
+            answer_ids, last = [], logits
+            for step in range(INTERVENTION_NEW_TOKENS):
+                token = checks.greedy(last, f"{where} answer token {step}")
+                answer_ids.append(token)
+                if token == runner.eos_id or step + 1 == INTERVENTION_NEW_TOKENS:
+                    break
+                embeds = torch.cat([embeds, runner.embed(torch.tensor([[token]]))], dim=1)
+                last = runner.forward(embeds).logits[0, -1]
+            cases.append(
+                {
+                    "name": name,
+                    "prompt": PROMPTS[prompt_key],
+                    "patch_prompt": PROMPTS[source_key] if source_key else None,
+                    "thoughts": n,
+                    "intervene": ",".join(f"T{k}={op}" for k, op in sorted(ops.items())),
+                    "max_new_tokens": INTERVENTION_NEW_TOKENS,
+                    "answer_ids": answer_ids,
+                    "first_probs": float_list(first),
+                }
+            )
+    golden = {
+        "model": model_name,
+        "transformers_version": transformers.__version__,
+        "torch_version": torch.__version__,
+        "cases": cases,
+    }
+    GOLDEN_DIR.mkdir(parents=True, exist_ok=True)
+    (GOLDEN_DIR / f"{model_name}.interventions.json").write_text(golden_json(golden))
+
+
 # --------------------------------------------------------------------------------------------------------
 # Verification of the saved fixtures
 # --------------------------------------------------------------------------------------------------------
@@ -799,6 +883,9 @@ def make_models() -> None:
     verify_coconut_checkpoint("llama-tiny-base", ckpt, "llama-tiny-gqa")
 
 
+INTERVENTION_MODELS = ("gpt2-tiny", "llama-tiny-gqa")
+
+
 def main() -> None:
     t0 = time.time()
     torch.set_num_threads(2)
@@ -806,6 +893,15 @@ def main() -> None:
     torch.use_deterministic_algorithms(True)
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
+
+    if "--interventions-only" in sys.argv[1:]:
+        # Only the intervention references, from the committed models.
+        checks = Checks()
+        for name in INTERVENTION_MODELS:
+            write_intervention_golden(name, checks)
+        checks.raise_if_failed()
+        print(f"intervention references written in {time.time() - t0:.1f} s")
+        return
 
     for d in (MODELS_DIR, GOLDEN_DIR):
         if d.exists():
@@ -815,6 +911,8 @@ def main() -> None:
     checks = Checks()
     for name in ("gpt2-tiny", "llama-tiny-gqa", "llama-tiny-tied"):
         write_golden(name, checks)
+    for name in INTERVENTION_MODELS:
+        write_intervention_golden(name, checks)
     checks.raise_if_failed()
 
     total = sum(f.stat().st_size for f in FIXTURES.rglob("*") if f.is_file())

@@ -574,3 +574,63 @@ fn the_intervention_sweep_equals_separate_evaluations() {
     assert_eq!(means.means.len(), 2);
     assert_eq!(means.means[0].len(), model.info.d_model);
 }
+
+/// `zero` and `patch` against the PyTorch reference (`scripts/make_fixtures.py
+/// --interventions-only`): the same greedy answer, first-token probabilities within 1e-4.
+#[test]
+fn zero_and_patch_match_the_pytorch_reference() {
+    #[derive(serde::Deserialize)]
+    struct Reference {
+        cases: Vec<ReferenceCase>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ReferenceCase {
+        name: String,
+        prompt: String,
+        patch_prompt: Option<String>,
+        thoughts: usize,
+        intervene: String,
+        max_new_tokens: usize,
+        answer_ids: Vec<u32>,
+        first_probs: Vec<f32>,
+    }
+    for name in FIXTURES {
+        let text =
+            std::fs::read_to_string(fixture(&format!("golden/{name}.interventions.json"))).unwrap();
+        let reference: Reference = serde_json::from_str(&text).unwrap();
+        assert_eq!(reference.cases.len(), 4);
+        let m = load_dir(name);
+        for case in reference.cases {
+            let spec = RunSpec {
+                thoughts: ThoughtCount::Fixed { n: case.thoughts },
+                max_new_tokens: case.max_new_tokens,
+                ..spec()
+            };
+            let e = ThoughtEdits {
+                ops: ThoughtEdits::parse_ops(&case.intervene).unwrap(),
+                patch_prompt: case.patch_prompt.clone(),
+                ..ThoughtEdits::default()
+            };
+            let ids = m.tokenizer.encode_prompt(&case.prompt).unwrap();
+            let hooks = Hooks::none(m.model.info.layers);
+            let (s, h) = prepare(&m.model, &m.tokenizer, &ids, &spec, &hooks, &e).unwrap();
+            let r = run(&m.model, &m.tokenizer, &ids, &s, &h).unwrap();
+            let what = format!("{name}/{}", case.name);
+            assert_eq!(r.answer_ids, case.answer_ids, "{what}: answer");
+            let probs: Vec<f32> = candle_nn::ops::softmax_last_dim(&r.answer[0].logits)
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            assert_eq!(probs.len(), case.first_probs.len());
+            let worst = probs
+                .iter()
+                .zip(&case.first_probs)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                worst < 1e-4,
+                "{what}: first-token probabilities differ by {worst}"
+            );
+        }
+    }
+}
