@@ -64,7 +64,15 @@ fn main() {
     let run_ms = median((0..7).map(|_| time(&mut one_run)).collect());
     let mut cells = 0;
     let mut sweep = || {
-        let s = patch_sweep(&m.model, &m.tokenizer, &params, &clean, &mut |_, _| {}, None).unwrap();
+        let s = patch_sweep(
+            &m.model,
+            &m.tokenizer,
+            &params,
+            &clean,
+            &mut |_, _| {},
+            None,
+        )
+        .unwrap();
         cells = s.logit_diff.iter().map(Vec::len).sum();
     };
     sweep();

@@ -111,21 +111,16 @@ fn its_metadata_names_the_training_command_and_the_measured_accuracy() {
     let meta = metadata();
     let history = meta["history"].as_array().unwrap();
     assert!(!history.is_empty());
-    if meta.get("steps_done").is_some() {
-        // `coconut-lens train --out assets/coconut-prosqa` with no other option made it.
-        let train = TrainConfig::bundled(Recipe::Coconut);
-        assert_eq!(meta["training"], serde_json::to_value(&train).unwrap());
-        assert_eq!(
-            meta["steps_done"],
-            train.total_steps(),
-            "training ran to the end"
-        );
-        assert_eq!(history.last().unwrap()["step"], train.total_steps());
-        assert_eq!(meta["thoughts"], train.final_thoughts());
-    } else {
-        // The first bundled model (epoch-based trainer, before the step-based one).
-        assert_eq!(meta["epochs_done"], history.len());
-    }
+    // `coconut-lens train --out assets/coconut-prosqa` with no other option made it.
+    let train = TrainConfig::bundled(Recipe::Coconut);
+    assert_eq!(meta["training"], serde_json::to_value(&train).unwrap());
+    assert_eq!(
+        meta["steps_done"],
+        train.total_steps(),
+        "training ran to the end"
+    );
+    assert_eq!(history.last().unwrap()["step"], train.total_steps());
+    assert_eq!(meta["thoughts"], train.final_thoughts());
     assert_eq!(meta["recipe"], "coconut");
     assert!(!meta["demo_prompt"].as_str().unwrap().is_empty());
     // Measured on the real ProsQA validation set with `eval --record`.
@@ -133,6 +128,15 @@ fn its_metadata_names_the_training_command_and_the_measured_accuracy() {
     assert_eq!(real["n"], 300);
     let acc = real["accuracy"].as_f64().unwrap();
     assert_eq!(acc, real["correct"].as_f64().unwrap() / 300.0);
+    assert!(acc >= 0.9, "the bundled model's bar: {acc}");
+    // The accuracy-against-thoughts table of the README: every count from 0 to the model's.
+    for k in 0..train.final_thoughts() {
+        assert_eq!(
+            meta["accuracy"]["prosqa_valid"][format!("coconut@{k}")]["thoughts"],
+            k
+        );
+    }
+    assert_eq!(meta["accuracy"]["prosqa_valid"]["pause"]["n"], 300);
 }
 
 #[test]
@@ -185,15 +189,28 @@ fn analyze_with_no_arguments_runs_it_on_its_demo_prompt() {
     assert_eq!(doc["model"]["layers"], shape.layers);
     // The model's own number of thoughts, between the Coconut markers.
     assert_eq!(doc["thoughts"].as_array().unwrap().len(), meta["thoughts"]);
-    // The input starts with the demo prompt, token by token.
-    let squeeze = |t: &str| t.split_whitespace().collect::<String>();
-    let input: String = doc["tokens"]
+    // The input is the demo prompt as the folder's tokenizer encodes it (the compact form drops
+    // the template words of facts), then the markers.
+    let tok = tokenizers::Tokenizer::from_file(bundled().join("tokenizer.json")).unwrap();
+    let want = tok
+        .encode(format!("{prompt}\n"), true)
+        .unwrap()
+        .get_ids()
+        .to_vec();
+    let input: Vec<u64> = doc["tokens"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|t| squeeze(t["text"].as_str().unwrap()))
+        .map(|t| t["id"].as_u64().unwrap())
         .collect();
-    assert!(input.starts_with(&squeeze(prompt)), "{input}");
+    assert_eq!(
+        input.len(),
+        want.len() + 2 + doc["thoughts"].as_array().unwrap().len()
+    );
+    assert!(
+        input.iter().zip(&want).all(|(&a, &b)| a == u64::from(b)),
+        "{input:?}"
+    );
     let text = doc["answer"]["text"].as_str().unwrap();
     assert!(text.starts_with("###"), "a ProsQA-style answer: {text}");
 }

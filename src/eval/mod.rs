@@ -5,6 +5,7 @@
 //! trimmed, equals the gold answer: the rule of the official Coconut code.
 
 pub mod cli;
+pub mod stats;
 
 use std::collections::BTreeMap;
 
@@ -64,6 +65,9 @@ pub struct EvalReport {
     pub n: usize,
     pub correct: usize,
     pub accuracy: f64,
+    /// Wilson's 95% interval of the accuracy.
+    #[serde(default)]
+    pub ci95: (f64, f64),
     /// Wrong answers that name the other candidate (the unreachable one) in the gold
     /// answer's sentence.
     pub wrong_candidate: usize,
@@ -274,6 +278,7 @@ pub fn evaluate_with(
         } else {
             correct as f64 / n as f64
         },
+        ci95: stats::wilson(correct, n, stats::Z95),
         thought_frontier: if mode == EvalMode::Coconut {
             sums
         } else {
