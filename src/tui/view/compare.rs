@@ -55,15 +55,19 @@ pub fn render(app: &App, run: &RunAnalysis, body: Rect, frame: &mut Frame) {
     ])
     .areas(body);
     frame.render_widget(
-        Paragraph::new(edits_text(&run.params.thought_edits)),
+        // The settings asked for: a second prompt alone changes no run, so the run shown may
+        // be the baseline's.
+        Paragraph::new(edits_text(&app.params.thought_edits)),
         edits_line,
     );
 
-    let ivs = if iv.is_empty() {
+    let ivs = if iv.is_empty() && !run.params.intervened() {
         Line::from(
-            " no ablations: the current run is the baseline (toggle heads and layers in tab 3)"
+            " no interventions: the current run is the baseline (toggle heads and layers in tab 3)"
                 .dark_gray(),
         )
+    } else if iv.is_empty() {
+        Line::from(" no head or layer ablations (toggle them in tab 3)".dark_gray())
     } else {
         let heads: Vec<String> = iv
             .ablated_heads
