@@ -673,6 +673,10 @@ def write_golden(model_name: str, checks: Checks) -> None:
         run_case(model_name, runner, tok, case, checks)
         for case in golden_cases(runner.n_layers, runner.n_heads)
     ]
+    write_golden_file(f"{model_name}.json", model_name, cases)
+
+
+def write_golden_file(file_name: str, model_name: str, cases: list[dict]) -> None:
     golden = {
         "model": model_name,
         "transformers_version": transformers.__version__,
@@ -680,7 +684,7 @@ def write_golden(model_name: str, checks: Checks) -> None:
         "cases": cases,
     }
     GOLDEN_DIR.mkdir(parents=True, exist_ok=True)
-    (GOLDEN_DIR / f"{model_name}.json").write_text(golden_json(golden))
+    (GOLDEN_DIR / file_name).write_text(golden_json(golden))
 
 
 def golden_json(obj) -> str:
@@ -764,14 +768,7 @@ def write_intervention_golden(model_name: str, checks: Checks) -> None:
                     "first_probs": float_list(first),
                 }
             )
-    golden = {
-        "model": model_name,
-        "transformers_version": transformers.__version__,
-        "torch_version": torch.__version__,
-        "cases": cases,
-    }
-    GOLDEN_DIR.mkdir(parents=True, exist_ok=True)
-    (GOLDEN_DIR / f"{model_name}.interventions.json").write_text(golden_json(golden))
+    write_golden_file(f"{model_name}.interventions.json", model_name, cases)
 
 
 # --------------------------------------------------------------------------------------------------------

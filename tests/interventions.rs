@@ -51,17 +51,6 @@ fn run_with(m: &LoadedModel, prompt: &str, e: &ThoughtEdits) -> Run {
     run(&m.model, &m.tokenizer, &ids, &s, &h).unwrap()
 }
 
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
-
 /// Every recorded step of two runs is the same, bit for bit.
 fn assert_same_run(a: &Run, b: &Run, what: &str) {
     assert_eq!(a.answer_ids, b.answer_ids, "{what}: answers differ");
@@ -71,8 +60,18 @@ fn assert_same_run(a: &Run, b: &Run, what: &str) {
         .chain(&a.answer)
         .zip(b.thoughts.iter().chain(&b.answer))
     {
-        assert_eq!(max_diff(&x.logits, &y.logits), 0.0, "{what}: {:?}", x.kind);
-        assert_eq!(max_diff(&x.resid, &y.resid), 0.0, "{what}: {:?}", x.kind);
+        assert_eq!(
+            max_abs_diff(&x.logits, &y.logits),
+            0.0,
+            "{what}: {:?}",
+            x.kind
+        );
+        assert_eq!(
+            max_abs_diff(&x.resid, &y.resid),
+            0.0,
+            "{what}: {:?}",
+            x.kind
+        );
     }
 }
 
@@ -150,7 +149,7 @@ fn zero_and_scale_equal_feeding_the_vector_by_hand() {
         });
         assert_eq!(r.answer_ids, ids, "{fixture}: zero");
         assert!(
-            max_diff(&r.answer[0].logits, &first) < 1e-5,
+            max_abs_diff(&r.answer[0].logits, &first) < 1e-5,
             "{fixture}: zero"
         );
         // The thought's own record is what the model computed; its slot received zeros.
@@ -166,7 +165,7 @@ fn zero_and_scale_equal_feeding_the_vector_by_hand() {
         );
         let base = run_with(&m, PROMPT, &ThoughtEdits::default());
         assert_eq!(
-            max_diff(&r.thoughts[1].hidden, &base.thoughts[1].hidden),
+            max_abs_diff(&r.thoughts[1].hidden, &base.thoughts[1].hidden),
             0.0
         );
 
@@ -178,7 +177,7 @@ fn zero_and_scale_equal_feeding_the_vector_by_hand() {
         });
         assert_eq!(r.answer_ids, ids, "{fixture}: scale");
         assert!(
-            max_diff(&r.answer[0].logits, &first) < 1e-5,
+            max_abs_diff(&r.answer[0].logits, &first) < 1e-5,
             "{fixture}: scale"
         );
         // scale:1 and noise:0 are the base run.
@@ -244,12 +243,12 @@ fn patching_every_thought_from_the_same_prompt_reproduces_the_base_run() {
         // From another prompt, a patch does change the run: the thought fed is the other's.
         let other = run_with(&m, OTHER, &ThoughtEdits::default());
         let patched = run_with(&m, PROMPT, &edits("T1=patch", "", Some(OTHER)));
-        assert_eq!(max_diff(&patched.fed[0], &other.fed[0]), 0.0);
-        assert!(max_diff(&patched.thoughts[1].hidden, &base.thoughts[1].hidden) > 0.0);
+        assert_eq!(max_abs_diff(&patched.fed[0], &other.fed[0]), 0.0);
+        assert!(max_abs_diff(&patched.thoughts[1].hidden, &base.thoughts[1].hidden) > 0.0);
         // A patch of the last layer at thought k's position is thought k itself.
         let top = m.model.info.layers;
         let last = run_with(&m, PROMPT, &edits("", &format!("{top}@T2"), Some(OTHER)));
-        assert!(max_diff(&last.thoughts[1].hidden, &other.thoughts[1].hidden) < 1e-5);
+        assert!(max_abs_diff(&last.thoughts[1].hidden, &other.thoughts[1].hidden) < 1e-5);
     }
 }
 
@@ -268,7 +267,7 @@ fn noise_is_reproducible_with_its_seed() {
     let c = with_seed(8, "T2=noise:0.5");
     assert_same_run(&a, &b, "same seed");
     assert!(
-        max_diff(&a.fed[1], &c.fed[1]) > 0.0,
+        max_abs_diff(&a.fed[1], &c.fed[1]) > 0.0,
         "another seed draws other noise"
     );
     // noise:s adds noise of s times the thought's RMS; random:s is that noise alone.
@@ -276,7 +275,7 @@ fn noise_is_reproducible_with_its_seed() {
     let thought = &base.fed[1];
     let alone = with_seed(7, "T2=random:0.5");
     let added = (&a.fed[1] - thought).unwrap();
-    assert!(max_diff(&added, &alone.fed[1]) < 1e-5);
+    assert!(max_abs_diff(&added, &alone.fed[1]) < 1e-5);
     let rms = |t: &Tensor| {
         t.sqr()
             .unwrap()
@@ -633,4 +632,70 @@ fn zero_and_patch_match_the_pytorch_reference() {
             );
         }
     }
+}
+
+#[test]
+fn eval_writes_the_means_and_refuses_bad_intervention_options() {
+    use coconut_lens::data::prosqa;
+    use coconut_lens::train::DataShape;
+    let dir = scratch("interventions-eval-cli");
+    let data = dir.join("tiny.json");
+    prosqa::write_problems(
+        &data,
+        &prosqa::generate(&DataShape::Tiny.gen_config(), 3, 5, "cli").unwrap(),
+    )
+    .unwrap();
+    let model = model_dir("gpt2-tiny").display().to_string();
+    let data = data.display().to_string();
+    let eval = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_coconut-lens"))
+            .args([
+                "eval",
+                "--data",
+                &data,
+                "--model",
+                &model,
+                "--thoughts",
+                "2",
+            ])
+            .args(extra)
+            .env("HF_HUB_OFFLINE", "1")
+            .output()
+            .unwrap()
+    };
+    let means = dir.join("means.safetensors");
+    let m = means.display().to_string();
+    let out = eval(&["--intervention-sweep", "--save-means", &m]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sweep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sweep["rows"].as_array().unwrap().len(), 6);
+    assert_eq!(sweep["means_from"], "the un-intervened run");
+    let saved = ThoughtMeans::read(&means).unwrap();
+    assert_eq!((saved.n, saved.means.len()), (3, 2));
+    // The saved means feed `mean`; the file is not overwritten.
+    let out = eval(&["--intervene", "T1=mean", "--means", &m]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_one_line_error(&eval(&["--save-means", &m]), "already exists");
+    assert_one_line_error(
+        &eval(&["--intervene", "T3=zero"]),
+        "past the evaluation's 2 thoughts",
+    );
+    assert_one_line_error(&eval(&["--intervene", "T1=patch"]), "second prompt");
+    assert_one_line_error(
+        &eval(&["--intervene", "T1=zero", "--mode", "pause"]),
+        "coconut mode",
+    );
+    assert_one_line_error(
+        &eval(&["--intervene", "T1=zero", "--intervention-sweep"]),
+        "exclusive",
+    );
+    assert_one_line_error(&eval(&["--intervene", "T1=zero", "--record"]), "--record");
 }

@@ -38,17 +38,6 @@ fn run_mode(m: &LoadedModel, spec: &RunSpec, iv: &Interventions) -> Run {
     .unwrap()
 }
 
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
-
 const MODES: [ThoughtMode; 4] = [
     ThoughtMode::Coconut,
     ThoughtMode::Soft {

@@ -67,6 +67,20 @@ fn run_training(cfg: &TrainConfig, out: &Path, max_steps: Option<u64>) -> (Train
     (st, losses)
 }
 
+/// The error of a one-step run of `cfg` into `out`.
+fn train_error(cfg: &TrainConfig, out: &Path) -> anyhow::Error {
+    let opts = TrainOptions {
+        max_steps: Some(1),
+        checkpoint_every_s: f64::INFINITY,
+        watch: None,
+        progress: &mut |_| {},
+    };
+    match train(cfg, out, opts) {
+        Ok(_) => panic!("the run of other settings was resumed"),
+        Err(e) => e,
+    }
+}
+
 fn tensors(path: &Path) -> Vec<(String, Vec<f32>)> {
     let mut t: Vec<(String, Vec<f32>)> = candle_core::safetensors::load(path, &Device::Cpu)
         .unwrap()
@@ -422,17 +436,7 @@ fn a_checkpoint_of_other_settings_is_not_resumed() {
         lr: 1e-3,
         ..cfg.clone()
     };
-    let err = train(
-        &other,
-        &out,
-        TrainOptions {
-            max_steps: Some(1),
-            checkpoint_every_s: f64::INFINITY,
-            watch: None,
-            progress: &mut |_| {},
-        },
-    )
-    .unwrap_err();
+    let err = train_error(&other, &out);
     assert!(format!("{err:#}").contains("other settings"), "{err:#}");
 }
 
@@ -478,17 +482,7 @@ fn a_run_extended_before_its_decay_continues_bit_exactly() {
     // Finished (its decay done), the short run cannot become the long one.
     let finished = scratch("train-extend-late");
     run_training(&short, &finished, None);
-    let err = train(
-        &long,
-        &finished,
-        TrainOptions {
-            max_steps: Some(1),
-            checkpoint_every_s: f64::INFINITY,
-            watch: None,
-            progress: &mut |_| {},
-        },
-    )
-    .unwrap_err();
+    let err = train_error(&long, &finished);
     assert!(format!("{err:#}").contains("other settings"), "{err:#}");
 }
 

@@ -125,6 +125,18 @@ pub fn assert_rel(what: &str, got: f32, want: f32, rel: f32, floor: f32) {
 }
 
 /// An empty folder for one test under the target's temporary directory.
+/// The largest absolute difference of two tensors of one shape.
+pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
 pub fn scratch(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     let _ = std::fs::remove_dir_all(&dir);
