@@ -14,6 +14,7 @@ pub mod files;
 pub mod model;
 pub mod numeric;
 pub mod plot;
+pub mod report;
 pub mod session;
 pub mod synthetic;
 pub mod thought;

@@ -36,6 +36,7 @@ fn main() -> ExitCode {
         Some(Command::Data(args)) => coconut_lens::data::cli::run(args),
         Some(Command::Train(args)) => coconut_lens::train::cli::run(args),
         Some(Command::Eval(args)) => coconut_lens::eval::cli::run(args),
+        Some(Command::Report(args)) => coconut_lens::report::cli::run(args),
         Some(Command::Export(args)) => coconut_lens::session::cli::run(args),
         None => coconut_lens::tui::main(&cli.tui),
     };

@@ -47,10 +47,14 @@ pub enum Command {
     Analyze(analyze::AnalyzeArgs),
     /// Generate and inspect data: ProsQA-style problems, statistics, the word-level tokenizer.
     Data(crate::data::cli::DataArgs),
-    /// Train a GPT-2 from scratch on generated ProsQA problems (Coconut curriculum or baselines).
+    /// Train a model (a Llama by default) from scratch on generated ProsQA problems (Coconut
+    /// curriculum or baselines).
     Train(crate::train::cli::TrainArgs),
     /// Accuracy on a ProsQA-schema file, with the thoughts' breadth-first frontier analysis.
     Eval(crate::eval::cli::EvalArgs),
+    /// The paper's analyses over a ProsQA-schema file: accuracy against thoughts with the pause
+    /// control, the frontier, norms, interventions, errors (report.json and report.md).
+    Report(crate::report::cli::ReportArgs),
     /// Export the plots of a saved session (PNG and/or SVG).
     Export(crate::session::cli::ExportArgs),
 }

@@ -127,6 +127,8 @@ pub struct EvalRun {
     pub report: EvalReport,
     pub answers: Vec<String>,
     pub means: ThoughtMeans,
+    /// `[thought - 1][problem]`: the L2 norm of what each thought slot received.
+    pub fed_norms: Vec<Vec<f32>>,
 }
 
 /// [`evaluate`] with thought interventions.
@@ -179,6 +181,7 @@ pub fn evaluate_with(
     }
     let mut answers = Vec::with_capacity(problems.len());
     let mut fed_sums = vec![vec![0f64; model.info.d_model]; thoughts];
+    let mut fed_norms = vec![Vec::with_capacity(problems.len()); thoughts];
     let (mut correct, mut wrong_candidate) = (0, 0);
     let mut sums: Vec<ThoughtFrontier> = (1..=thoughts)
         .map(|k| ThoughtFrontier {
@@ -204,8 +207,9 @@ pub fn evaluate_with(
             }
         };
         let r = run(model, &tok, &ids, &spec, &hooks)?;
-        for (sum, fed) in fed_sums.iter_mut().zip(&r.fed) {
+        for ((sum, norms), fed) in fed_sums.iter_mut().zip(&mut fed_norms).zip(&r.fed) {
             let v: Vec<f32> = fed.to_dtype(DType::F32)?.to_vec1()?;
+            norms.push(v.iter().map(|x| x * x).sum::<f32>().sqrt());
             sum.iter_mut().zip(v).for_each(|(s, x)| *s += f64::from(x));
         }
         let text = tok.decode(&r.answer_ids)?;
@@ -289,6 +293,7 @@ pub fn evaluate_with(
         report,
         answers,
         means,
+        fed_norms,
     })
 }
 

@@ -281,6 +281,15 @@ impl Model {
     }
 
     /// Token embeddings `[T, D]` (no positions).
+    /// The L2 norm of every token's input embedding, in id order.
+    pub fn embedding_norms(&self) -> Result<Vec<f32>> {
+        let w = match &self.net {
+            Net::Gpt2(m) => m.wte(),
+            Net::Llama(m) => m.embed_tokens(),
+        };
+        Ok(w.to_dtype(DType::F32)?.sqr()?.sum(1)?.sqrt()?.to_vec1()?)
+    }
+
     /// The mean input embedding over the vocabulary, `[D]` f32.
     pub fn mean_embedding(&self) -> Result<Tensor> {
         let w = match &self.net {

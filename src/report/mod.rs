@@ -1,0 +1,414 @@
+//! `coconut-lens report`: the measurements of the Coconut paper and its follow-ups over a
+//! ProsQA-schema file, as one JSON document (`coconut-lens.report.v1`) and a Markdown page.
+//!
+//! Sections so far: accuracy against the number of thoughts (coconut and pause modes, Wilson
+//! intervals, McNemar's exact test against coconut at the model's own count), the thought
+//! frontier, thought norms against the token embeddings, the intervention sweep, and the
+//! errors by kind with examples.
+
+pub mod cli;
+pub mod markdown;
+
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::data::prosqa::ProsQaProblem;
+use crate::eval::stats::{Z95, mcnemar_exact, wilson};
+use crate::eval::{
+    EvalMode, EvalRun, InterventionSweep, SWEEP_OPS, ThoughtEdit, ThoughtFrontier, evaluate_with,
+    intervention_sweep,
+};
+use crate::model::{Model, Tokenizer};
+
+pub const SCHEMA: &str = "coconut-lens.report.v1";
+
+/// One accuracy measurement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccuracyRow {
+    pub mode: EvalMode,
+    pub thoughts: usize,
+    pub correct: usize,
+    pub n: usize,
+    pub accuracy: f64,
+    /// Wilson's 95% interval.
+    pub ci95: (f64, f64),
+}
+
+/// McNemar's exact test of coconut against another run on the same problems.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Paired {
+    pub mode: EvalMode,
+    pub thoughts: usize,
+    /// Problems only coconut (at the model's count) answers right, and only the other.
+    pub coconut_only: usize,
+    pub other_only: usize,
+    pub p_value: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Spread {
+    pub mean: f64,
+    pub sd: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    pub fn of(values: &[f32]) -> Spread {
+        let n = values.len().max(1) as f64;
+        let mean = values.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+        let var = values
+            .iter()
+            .map(|&v| (f64::from(v) - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        let fold =
+            |f: fn(f64, f64) -> f64, init: f64| values.iter().map(|&v| f64::from(v)).fold(init, f);
+        Spread {
+            mean,
+            sd: var.sqrt(),
+            min: if values.is_empty() {
+                0.0
+            } else {
+                fold(f64::min, f64::INFINITY)
+            },
+            max: if values.is_empty() {
+                0.0
+            } else {
+                fold(f64::max, f64::NEG_INFINITY)
+            },
+        }
+    }
+}
+
+/// Thought norms per index against the input embeddings' norms.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Norms {
+    /// `thoughts[k - 1]`: the L2 norm of thought k as fed back, over the problems.
+    pub thoughts: Vec<Spread>,
+    /// Every token of the vocabulary.
+    pub token_embeddings: Spread,
+}
+
+/// The kind of a wrong answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The gold sentence with the other candidate.
+    WrongCandidate,
+    /// A well-formed `Name is a X.` naming neither candidate.
+    NeitherCandidate,
+    /// Anything else.
+    Malformed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorExample {
+    pub problem: usize,
+    pub question: String,
+    pub gold: String,
+    pub answer: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorGroup {
+    pub kind: ErrorKind,
+    pub count: usize,
+    /// The first three.
+    pub examples: Vec<ErrorExample>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub schema: String,
+    pub model: String,
+    pub data: String,
+    pub n: usize,
+    /// The model's own number of thoughts.
+    pub thoughts: usize,
+    pub accuracy: Vec<AccuracyRow>,
+    pub paired: Vec<Paired>,
+    /// Coconut at the model's count: each thought's mass by breadth-first depth.
+    pub frontier: Vec<ThoughtFrontier>,
+    pub norms: Norms,
+    pub causal: InterventionSweep,
+    pub errors: Vec<ErrorGroup>,
+    pub compute_s: f64,
+}
+
+/// What the report runs.
+#[derive(Debug, Clone)]
+pub struct ReportOptions {
+    /// Thought counts 0..=this in the accuracy table (at least the model's own).
+    pub max_thoughts: usize,
+    pub seed: u64,
+}
+
+/// The kind of a wrong answer `answer` (extracted, after the last `#`) to `p`.
+pub fn error_kind(p: &ProsQaProblem, answer: &str) -> ErrorKind {
+    let gold = p.answer.trim();
+    let (Some(target), Some(other)) = (
+        p.idx_to_symbol.get(p.target),
+        p.idx_to_symbol.get(p.neg_target),
+    ) else {
+        return ErrorKind::Malformed;
+    };
+    let Some(stem) = gold.strip_suffix(&format!("{target}.")) else {
+        return ErrorKind::Malformed;
+    };
+    if answer == format!("{stem}{other}.") {
+        return ErrorKind::WrongCandidate;
+    }
+    match answer.strip_prefix(stem).and_then(|w| w.strip_suffix('.')) {
+        Some(word) if !word.is_empty() && word.chars().all(char::is_alphanumeric) => {
+            ErrorKind::NeitherCandidate
+        }
+        _ => ErrorKind::Malformed,
+    }
+}
+
+/// Groups the wrong answers of a run by kind.
+pub fn errors(problems: &[ProsQaProblem], answers: &[String]) -> Vec<ErrorGroup> {
+    let kinds = [
+        ErrorKind::WrongCandidate,
+        ErrorKind::NeitherCandidate,
+        ErrorKind::Malformed,
+    ];
+    let mut groups: Vec<ErrorGroup> = kinds
+        .iter()
+        .map(|&kind| ErrorGroup {
+            kind,
+            count: 0,
+            examples: Vec::new(),
+        })
+        .collect();
+    for (i, (p, a)) in problems.iter().zip(answers).enumerate() {
+        if a == p.answer.trim() {
+            continue;
+        }
+        let kind = error_kind(p, a);
+        let g = groups
+            .iter_mut()
+            .find(|g| g.kind == kind)
+            .expect("every kind has a group");
+        g.count += 1;
+        if g.examples.len() < 3 {
+            g.examples.push(ErrorExample {
+                problem: i,
+                question: p.question.clone(),
+                gold: p.answer.trim().to_string(),
+                answer: a.clone(),
+            });
+        }
+    }
+    groups
+}
+
+/// Which problems a run answers right.
+fn right(problems: &[ProsQaProblem], run: &EvalRun) -> Vec<bool> {
+    problems
+        .iter()
+        .zip(&run.answers)
+        .map(|(p, a)| *a == p.answer.trim())
+        .collect()
+}
+
+/// McNemar's test of `a` (coconut) against `b` on the same problems.
+pub fn paired(a: &[bool], b: &[bool], mode: EvalMode, thoughts: usize) -> Paired {
+    let coconut_only = a.iter().zip(b).filter(|&(&x, &y)| x && !y).count();
+    let other_only = a.iter().zip(b).filter(|&(&x, &y)| !x && y).count();
+    Paired {
+        mode,
+        thoughts,
+        coconut_only,
+        other_only,
+        p_value: mcnemar_exact(coconut_only, other_only),
+    }
+}
+
+/// Problem runs the report makes, for a progress bar.
+pub fn total_runs(n: usize, own: usize, opts: &ReportOptions) -> usize {
+    let counts = opts.max_thoughts.max(own) + 1;
+    n * (2 * counts) + n * (1 + own * SWEEP_OPS.len())
+}
+
+/// Runs the report. `progress(done, total)` counts problem runs.
+#[allow(clippy::too_many_arguments)]
+pub fn report(
+    model: &Model,
+    tokenizer: &Tokenizer,
+    model_name: &str,
+    data_name: &str,
+    problems: &[ProsQaProblem],
+    own: usize,
+    opts: &ReportOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Report> {
+    if tokenizer.coconut.is_none() {
+        bail!(
+            "report needs a Coconut model: this tokenizer has no <|start-latent|>, <|end-latent|> and <|latent|> tokens"
+        );
+    }
+    if problems.is_empty() {
+        bail!("the data file has no problems");
+    }
+    let started = std::time::Instant::now();
+    let n = problems.len();
+    let total = total_runs(n, own, opts);
+    let mut done = 0;
+    let none = ThoughtEdit::default();
+    let mut evaluate = |mode: EvalMode, k: usize, done: &mut usize| -> Result<EvalRun> {
+        let base = *done;
+        let r = evaluate_with(model, tokenizer, problems, mode, k, &none, &mut |d, _| {
+            progress(base + d, total)
+        })?;
+        *done += n;
+        Ok(r)
+    };
+    let mut accuracy = Vec::new();
+    let mut runs = Vec::new();
+    for mode in [EvalMode::Coconut, EvalMode::Pause] {
+        for k in 0..=opts.max_thoughts.max(own) {
+            let r = evaluate(mode, k, &mut done)?;
+            accuracy.push(AccuracyRow {
+                mode,
+                thoughts: k,
+                correct: r.report.correct,
+                n,
+                accuracy: r.report.accuracy,
+                ci95: wilson(r.report.correct, n, Z95),
+            });
+            runs.push((mode, k, r));
+        }
+    }
+    let own_run = &runs
+        .iter()
+        .find(|(m, k, _)| *m == EvalMode::Coconut && *k == own)
+        .expect("the model's own count is in the table")
+        .2;
+    let own_right = right(problems, own_run);
+    let paired_rows = runs
+        .iter()
+        .filter(|(m, k, _)| !(*m == EvalMode::Coconut && *k == own))
+        .filter(|(m, k, _)| {
+            *m == EvalMode::Pause && *k == own || *m == EvalMode::Coconut && *k == 0
+        })
+        .map(|(m, k, r)| paired(&own_right, &right(problems, r), *m, *k))
+        .collect();
+    let norms = Norms {
+        thoughts: own_run.fed_norms.iter().map(|v| Spread::of(v)).collect(),
+        token_embeddings: Spread::of(&model.embedding_norms()?),
+    };
+    let base = done;
+    let (causal, _) = intervention_sweep(
+        model,
+        tokenizer,
+        problems,
+        own,
+        None,
+        opts.seed,
+        &mut |d, _| progress(base + d, total),
+    )?;
+    Ok(Report {
+        schema: SCHEMA.to_string(),
+        model: model_name.to_string(),
+        data: data_name.to_string(),
+        n,
+        thoughts: own,
+        frontier: own_run.report.thought_frontier.clone(),
+        errors: errors(problems, &own_run.answers),
+        accuracy,
+        paired: paired_rows,
+        norms,
+        causal,
+        compute_s: started.elapsed().as_secs_f64(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem() -> ProsQaProblem {
+        ProsQaProblem {
+            question: "Every wumpus is a yumpus. Tom is a wumpus. Is Tom a yumpus or lempus?"
+                .into(),
+            answer: "Tom is a yumpus.".into(),
+            steps: Vec::new(),
+            idx_to_symbol: vec![
+                "Tom".into(),
+                "wumpus".into(),
+                "yumpus".into(),
+                "lempus".into(),
+            ],
+            edges: vec![[0, 1], [1, 2]],
+            root: 0,
+            target: 2,
+            neg_target: 3,
+        }
+    }
+
+    #[test]
+    fn wrong_answers_are_grouped_by_kind() {
+        let p = problem();
+        assert_eq!(
+            error_kind(&p, "Tom is a lempus."),
+            ErrorKind::WrongCandidate
+        );
+        assert_eq!(
+            error_kind(&p, "Tom is a wumpus."),
+            ErrorKind::NeitherCandidate
+        );
+        assert_eq!(error_kind(&p, "Tom is a"), ErrorKind::Malformed);
+        assert_eq!(error_kind(&p, ""), ErrorKind::Malformed);
+        assert_eq!(
+            error_kind(&p, "Tom is a yumpus yumpus."),
+            ErrorKind::Malformed
+        );
+        let problems = vec![p.clone(), p.clone(), p.clone(), p.clone(), p.clone(), p];
+        let answers: Vec<String> = [
+            "Tom is a yumpus.",
+            "Tom is a lempus.",
+            "Tom is a lempus.",
+            "Tom is a wumpus.",
+            "nonsense",
+            "Tom is a lempus.",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let g = errors(&problems, &answers);
+        let counts: Vec<(ErrorKind, usize)> = g.iter().map(|g| (g.kind, g.count)).collect();
+        assert_eq!(
+            counts,
+            [
+                (ErrorKind::WrongCandidate, 3),
+                (ErrorKind::NeitherCandidate, 1),
+                (ErrorKind::Malformed, 1)
+            ]
+        );
+        assert_eq!(
+            g[0].examples.iter().map(|e| e.problem).collect::<Vec<_>>(),
+            [1, 2, 5]
+        );
+        assert_eq!(g[2].examples[0].answer, "nonsense");
+    }
+
+    #[test]
+    fn paired_counts_discordant_problems() {
+        let a = [true, true, true, false, true, false];
+        let b = [true, false, false, false, true, true];
+        let p = paired(&a, &b, EvalMode::Pause, 6);
+        assert_eq!((p.coconut_only, p.other_only), (2, 1));
+        assert_eq!(p.p_value, mcnemar_exact(2, 1));
+        assert_eq!(p.p_value, 1.0);
+    }
+
+    #[test]
+    fn spreads() {
+        let s = Spread::of(&[1.0, 3.0]);
+        assert_eq!((s.mean, s.sd, s.min, s.max), (2.0, 1.0, 1.0, 3.0));
+        let e = Spread::of(&[]);
+        assert_eq!((e.mean, e.min, e.max), (0.0, 0.0, 0.0));
+    }
+}
