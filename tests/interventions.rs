@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use candle_core::{IndexOp, Tensor};
 use coconut_lens::analysis::effect::{Candidates, effect, patch_sweep};
 use coconut_lens::analysis::run::RunParams;
@@ -446,22 +444,16 @@ fn the_operations_parse_and_print_back() {
 #[test]
 fn bad_interventions_give_one_line() {
     let model = model_dir("gpt2-tiny").display().to_string();
-    let analyze = |extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_coconut-lens"))
-            .args([
-                "analyze",
-                "--model",
-                &model,
-                "--prompt",
-                PROMPT,
-                "--thoughts",
-                "3",
-            ])
-            .args(extra)
-            .env("HF_HUB_OFFLINE", "1")
-            .output()
-            .unwrap()
-    };
+    let base = [
+        "analyze",
+        "--model",
+        &model,
+        "--prompt",
+        PROMPT,
+        "--thoughts",
+        "3",
+    ];
+    let analyze = |extra: &[&str]| coconut_lens(&base, extra);
     assert_one_line_error(
         &analyze(&["--intervene", "T4=zero"]),
         "past the run's 3 thoughts",
@@ -636,33 +628,19 @@ fn zero_and_patch_match_the_pytorch_reference() {
 
 #[test]
 fn eval_writes_the_means_and_refuses_bad_intervention_options() {
-    use coconut_lens::data::prosqa;
-    use coconut_lens::train::DataShape;
     let dir = scratch("interventions-eval-cli");
-    let data = dir.join("tiny.json");
-    prosqa::write_problems(
-        &data,
-        &prosqa::generate(&DataShape::Tiny.gen_config(), 3, 5, "cli").unwrap(),
-    )
-    .unwrap();
+    let data = tiny_problems(&dir, 3, 5);
     let model = model_dir("gpt2-tiny").display().to_string();
-    let data = data.display().to_string();
-    let eval = |extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_coconut-lens"))
-            .args([
-                "eval",
-                "--data",
-                &data,
-                "--model",
-                &model,
-                "--thoughts",
-                "2",
-            ])
-            .args(extra)
-            .env("HF_HUB_OFFLINE", "1")
-            .output()
-            .unwrap()
-    };
+    let base = [
+        "eval",
+        "--data",
+        &data,
+        "--model",
+        &model,
+        "--thoughts",
+        "2",
+    ];
+    let eval = |extra: &[&str]| coconut_lens(&base, extra);
     let means = dir.join("means.safetensors");
     let m = means.display().to_string();
     let out = eval(&["--intervention-sweep", "--save-means", &m]);

@@ -3,33 +3,21 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
-use coconut_lens::data::prosqa;
-use coconut_lens::train::DataShape;
-use common::{assert_one_line_error, model_dir, scratch};
+use common::{assert_one_line_error, coconut_lens, model_dir, scratch, tiny_problems};
 
 fn report(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_coconut-lens"))
-        .arg("report")
-        .args(args)
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .unwrap()
+    coconut_lens(&["report"], args)
 }
 
 #[test]
 fn a_fixture_report_has_every_section() {
     let dir = scratch("report-fixture");
-    let data = dir.join("tiny.json");
-    prosqa::write_problems(
-        &data,
-        &prosqa::generate(&DataShape::Tiny.gen_config(), 4, 2, "report").unwrap(),
-    )
-    .unwrap();
+    let d = tiny_problems(&dir, 4, 2);
     let model = model_dir("gpt2-tiny").display().to_string();
     let out = dir.join("out");
-    let (d, o) = (data.display().to_string(), out.display().to_string());
+    let o = out.display().to_string();
     let run = report(&[
         "--data",
         &d,

@@ -137,6 +137,25 @@ pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
         .unwrap()
 }
 
+/// Runs the binary offline with `args` then `extra`.
+pub fn coconut_lens(args: &[&str], extra: &[&str]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_coconut-lens"))
+        .args(args)
+        .args(extra)
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .expect("the binary runs")
+}
+
+/// A generated file of `n` tiny ProsQA-shaped problems (seed `seed`) in `dir`.
+pub fn tiny_problems(dir: &Path, n: usize, seed: u64) -> String {
+    use coconut_lens::data::prosqa;
+    let path = dir.join("tiny.json");
+    let shape = coconut_lens::train::DataShape::Tiny.gen_config();
+    prosqa::write_problems(&path, &prosqa::generate(&shape, n, seed, "tiny").unwrap()).unwrap();
+    path.display().to_string()
+}
+
 pub fn scratch(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     let _ = std::fs::remove_dir_all(&dir);
