@@ -54,6 +54,9 @@ fn a_fixture_report_has_every_section() {
         "pause and 0 thoughts"
     );
     assert_eq!(r["frontier"].as_array().unwrap().len(), 6);
+    let sup = r["superposition"].as_array().unwrap();
+    assert_eq!(sup.len(), 6);
+    assert_eq!(sup[2]["hops"], 2);
     assert_eq!(r["norms"]["thoughts"].as_array().unwrap().len(), 6);
     assert!(r["norms"]["token_embeddings"]["mean"].as_f64().unwrap() > 0.0);
     assert_eq!(r["causal"]["rows"].as_array().unwrap().len(), 18);

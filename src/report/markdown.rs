@@ -110,6 +110,29 @@ pub fn render(r: &Report) -> String {
         );
     }
 
+    let _ = writeln!(w, "\n## Superposition\n");
+    let _ = writeln!(
+        w,
+        "The inner product of each thought with the input embeddings of the graph's nodes (Zhu et al. 2025): thought k has taken k − 1 hops; a thought that holds the frontier in superposition scores its frontier and reachable nodes above the unreachable ones. Mean ± sd over every (problem, node) pair of the group.\n"
+    );
+    let _ = writeln!(
+        w,
+        "| thought | frontier (exactly k − 1 hops) | reachable (within k − 1) | unreachable | answer path |"
+    );
+    let _ = writeln!(w, "|---|---|---|---|---|");
+    for s in &r.superposition {
+        let c = |x: &super::Spread| format!("{:.2} ± {:.2}", x.mean, x.sd);
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} | {} | {} |",
+            s.thought,
+            c(&s.frontier),
+            c(&s.reachable),
+            c(&s.unreachable),
+            c(&s.answer_path)
+        );
+    }
+
     let _ = writeln!(w, "\n## Norms\n");
     let _ = writeln!(
         w,

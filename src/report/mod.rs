@@ -3,8 +3,8 @@
 //!
 //! Sections so far: accuracy against the number of thoughts (coconut and pause modes, Wilson
 //! intervals, McNemar's exact test against coconut at the model's own count), the thought
-//! frontier, thought norms against the token embeddings, the intervention sweep, and the
-//! errors by kind with examples.
+//! frontier, the superposition inner products (Zhu et al.), thought norms against the token
+//! embeddings, the intervention sweep, and the errors by kind with examples.
 
 pub mod cli;
 pub mod markdown;
@@ -12,13 +12,16 @@ pub mod markdown;
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::data::prosqa::ProsQaProblem;
+use candle_core::DType;
+
+use crate::data::prosqa::{Graph, ProsQaProblem, gold_path};
 use crate::eval::stats::{Z95, mcnemar_exact, wilson};
 use crate::eval::{
     EvalMode, EvalRun, InterventionSweep, SWEEP_OPS, ThoughtEdit, ThoughtFrontier, evaluate_with,
     intervention_sweep,
 };
-use crate::model::{Model, Tokenizer};
+use crate::model::{Hooks, Model, Tokenizer};
+use crate::thought::{Feeds, RunSpec, ThoughtCount, ThoughtMode, run};
 
 pub const SCHEMA: &str = "coconut-lens.report.v1";
 
@@ -90,6 +93,102 @@ pub struct Norms {
     pub token_embeddings: Spread,
 }
 
+/// Zhu et al.'s superposition measure for one thought: the inner product of the thought (as
+/// fed back) with the input embedding of each graph node, grouped. Thought k has taken k − 1
+/// hops (thought 1 is the state at `<|start-latent|>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Superposition {
+    pub thought: usize,
+    pub hops: usize,
+    /// Nodes exactly `hops` from the person.
+    pub frontier: Spread,
+    /// Nodes within `hops` (the frontier included).
+    pub reachable: Spread,
+    /// Nodes not reachable from the person at all.
+    pub unreachable: Spread,
+    /// The nodes of the gold path (the person to the answer), at any depth.
+    pub answer_path: Spread,
+}
+
+/// Which of the groups frontier, reachable, unreachable, answer path a node belongs to after
+/// `hops` hops, given its breadth-first depth and whether the gold path visits it.
+pub fn node_groups(depth: Option<usize>, on_path: bool, hops: usize) -> [bool; 4] {
+    [
+        depth == Some(hops),
+        depth.is_some_and(|d| d <= hops),
+        depth.is_none(),
+        on_path,
+    ]
+}
+
+/// [`Superposition`] for thoughts 1..=`thoughts` over the problems (one coconut run each).
+pub fn superposition(
+    model: &Model,
+    tokenizer: &Tokenizer,
+    problems: &[ProsQaProblem],
+    thoughts: usize,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Vec<Superposition>> {
+    let spec = RunSpec {
+        thoughts: ThoughtCount::Fixed { n: thoughts },
+        mode: ThoughtMode::Coconut,
+        max_new_tokens: 1,
+        context_rows: 1,
+        attention: false,
+        forced_answer: Vec::new(),
+        feeds: Feeds::none(),
+    };
+    let hooks = Hooks::none(model.info.layers);
+    // [thought][group] values.
+    let mut groups = vec![[Vec::new(), Vec::new(), Vec::new(), Vec::new()]; thoughts];
+    for (i, p) in problems.iter().enumerate() {
+        let ids = tokenizer.encode_prompt(&p.question)?;
+        let r = run(model, tokenizer, &ids, &spec, &hooks)?;
+        let depth = Graph::of(p)?.distances(p.root);
+        let mut on_path = vec![false; p.idx_to_symbol.len()];
+        for [a, b] in gold_path(p)? {
+            on_path[a] = true;
+            on_path[b] = true;
+        }
+        // Nodes whose name is one token, with that token's embedding.
+        let mut nodes = Vec::new();
+        for (node, name) in p.idx_to_symbol.iter().enumerate() {
+            if let Ok([id]) = tokenizer.encode_plain(name).as_deref() {
+                nodes.push((node, *id));
+            }
+        }
+        let ids: Vec<u32> = nodes.iter().map(|&(_, id)| id).collect();
+        let emb = model.embed_ids(&ids)?.to_dtype(DType::F32)?;
+        for (k, fed) in r.fed.iter().enumerate() {
+            let dots: Vec<f32> = emb
+                .matmul(&fed.to_dtype(DType::F32)?.unsqueeze(1)?)?
+                .squeeze(1)?
+                .to_vec1()?;
+            for (&(node, _), &v) in nodes.iter().zip(&dots) {
+                let member = node_groups(depth[node], on_path[node], k);
+                for (values, inside) in groups[k].iter_mut().zip(member) {
+                    if inside {
+                        values.push(v);
+                    }
+                }
+            }
+        }
+        progress(i + 1);
+    }
+    Ok(groups
+        .iter()
+        .enumerate()
+        .map(|(k, g)| Superposition {
+            thought: k + 1,
+            hops: k,
+            frontier: Spread::of(&g[0]),
+            reachable: Spread::of(&g[1]),
+            unreachable: Spread::of(&g[2]),
+            answer_path: Spread::of(&g[3]),
+        })
+        .collect())
+}
+
 /// The kind of a wrong answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -130,6 +229,7 @@ pub struct Report {
     pub paired: Vec<Paired>,
     /// Coconut at the model's count: each thought's mass by breadth-first depth.
     pub frontier: Vec<ThoughtFrontier>,
+    pub superposition: Vec<Superposition>,
     pub norms: Norms,
     pub causal: InterventionSweep,
     pub errors: Vec<ErrorGroup>,
@@ -229,7 +329,7 @@ pub fn paired(a: &[bool], b: &[bool], mode: EvalMode, thoughts: usize) -> Paired
 /// Problem runs the report makes, for a progress bar.
 pub fn total_runs(n: usize, own: usize, opts: &ReportOptions) -> usize {
     let counts = opts.max_thoughts.max(own) + 1;
-    n * (2 * counts) + n * (1 + own * SWEEP_OPS.len())
+    n * (2 * counts) + n + n * (1 + own * SWEEP_OPS.len())
 }
 
 /// Runs the report. `progress(done, total)` counts problem runs.
@@ -300,6 +400,11 @@ pub fn report(
         token_embeddings: Spread::of(&model.embedding_norms()?),
     };
     let base = done;
+    let superposition = superposition(model, tokenizer, problems, own, &mut |d| {
+        progress(base + d, total)
+    })?;
+    done += n;
+    let base = done;
     let (causal, _) = intervention_sweep(
         model,
         tokenizer,
@@ -316,6 +421,7 @@ pub fn report(
         n,
         thoughts: own,
         frontier: own_run.report.thought_frontier.clone(),
+        superposition,
         errors: errors(problems, &own_run.answers),
         accuracy,
         paired: paired_rows,
@@ -334,7 +440,10 @@ mod tests {
             question: "Every wumpus is a yumpus. Tom is a wumpus. Is Tom a yumpus or lempus?"
                 .into(),
             answer: "Tom is a yumpus.".into(),
-            steps: Vec::new(),
+            steps: vec![
+                "Tom is a wumpus.".into(),
+                "Every wumpus is a yumpus.".into(),
+            ],
             idx_to_symbol: vec![
                 "Tom".into(),
                 "wumpus".into(),
@@ -402,6 +511,33 @@ mod tests {
         assert_eq!((p.coconut_only, p.other_only), (2, 1));
         assert_eq!(p.p_value, mcnemar_exact(2, 1));
         assert_eq!(p.p_value, 1.0);
+    }
+
+    #[test]
+    fn frontier_groups_on_a_hand_made_graph() {
+        // Tom -> wumpus -> yumpus; lempus unreachable; the gold path Tom, wumpus, yumpus.
+        let p = problem();
+        let depth = Graph::of(&p).unwrap().distances(p.root);
+        assert_eq!(depth, [Some(0), Some(1), Some(2), None]);
+        let mut on_path = [false; 4];
+        for [a, b] in gold_path(&p).unwrap() {
+            on_path[a] = true;
+            on_path[b] = true;
+        }
+        assert_eq!(on_path, [true, true, true, false]);
+        let at = |hops| -> Vec<[bool; 4]> {
+            (0..4)
+                .map(|n| node_groups(depth[n], on_path[n], hops))
+                .collect()
+        };
+        // Thought 1 (0 hops): the person is the frontier and all that is reachable.
+        assert_eq!(at(0)[0], [true, true, false, true]);
+        assert_eq!(at(0)[1], [false, false, false, true]);
+        // Thought 2 (1 hop): wumpus is the frontier; Tom stays reachable.
+        assert_eq!(at(1)[1], [true, true, false, true]);
+        assert_eq!(at(1)[0], [false, true, false, true]);
+        assert_eq!(at(1)[2], [false, false, false, true]);
+        assert_eq!(at(3)[3], [false, false, true, false]);
     }
 
     #[test]
