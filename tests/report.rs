@@ -73,7 +73,12 @@ fn a_fixture_report_has_every_section() {
         .find(|a| a["mode"] == "coconut" && a["thoughts"] == 6)
         .unwrap();
     assert_eq!(wrong, 4 - own["correct"].as_u64().unwrap());
+    let png = std::fs::read(out.join("accuracy.png")).unwrap();
+    assert_eq!(&png[..4], b"\x89PNG");
+    let svg = std::fs::read_to_string(out.join("accuracy.svg")).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("Accuracy against"));
     let page = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(page.contains("(accuracy.png)"));
     for heading in [
         "## Accuracy",
         "## The frontier",

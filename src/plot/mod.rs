@@ -19,10 +19,10 @@ use crate::analysis::run::{RunAnalysis, Step};
 use crate::session::Session;
 use crate::thought::StepKind;
 
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 static FONTS: Once = Once::new();
 
-fn register_fonts() {
+pub(crate) fn register_fonts() {
     FONTS.call_once(|| {
         // The bytes are valid TrueType files shipped with the crate.
         let _ = plotters::style::register_font(
@@ -152,7 +152,7 @@ pub fn render(session: &Session, kind: PlotKind, format: Format, path: &Path) ->
     })
 }
 
-fn plot_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+pub(crate) fn plot_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("plotting failed: {e:?}")
 }
 

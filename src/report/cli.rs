@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use super::{ReportOptions, markdown, report, total_runs};
+use super::{ReportOptions, markdown, plots, report, total_runs};
 use crate::cli::args::{ModelArgs, default_thoughts};
 use crate::model::load_model;
+use crate::plot::Format;
 
 #[derive(Args, Debug)]
 pub struct ReportArgs {
@@ -55,7 +56,12 @@ pub fn run(args: &ReportArgs) -> Result<()> {
     let r = report(
         &loaded.model,
         &loaded.tokenizer,
-        &source.to_string(),
+        // The bundled model by its name in the repository, not this machine's path.
+        &args
+            .model
+            .model
+            .clone()
+            .unwrap_or_else(|| crate::cli::args::BUNDLED_MODEL.to_string()),
         &data_name,
         &problems,
         own,
@@ -83,6 +89,10 @@ pub fn run(args: &ReportArgs) -> Result<()> {
             serde_json::to_string_pretty(&r)? + "\n",
         )?;
         std::fs::write(partial.join("report.md"), markdown::render(&r))?;
+        for format in [Format::Png, Format::Svg] {
+            let file = partial.join(format!("accuracy.{}", format.ext()));
+            plots::accuracy(&r, format, &file)?;
+        }
         std::fs::rename(&partial, &args.out)
             .with_context(|| format!("cannot create {}", args.out.display()))?;
         Ok(())

@@ -59,6 +59,7 @@ pub fn render(r: &Report) -> String {
             cell(EvalMode::Pause)
         );
     }
+    let _ = writeln!(w, "\n![accuracy against thoughts](accuracy.png)");
     let _ = writeln!(
         w,
         "\nMcNemar's exact test of coconut at {} thoughts against each control on the same problems (problems only one of the two answers right; a small p says the difference is not chance):\n",

@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod markdown;
+pub mod plots;
 
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
