@@ -9,7 +9,7 @@ use clap::Args;
 
 use super::args::{BUNDLED_MODEL, CheckedRun, ModelArgs, PromptArgs, RunArgs, check_run};
 use crate::analysis::document::{AnalysisDocument, HeadImportance};
-use crate::analysis::effect::{effect, patch_sweep};
+use crate::analysis::effect::{effect_between, patch_sweep};
 use crate::analysis::importance::{
     Importance, ImportanceMethod, SweepControl, ablation_importance, gradient_importance,
     scored_spec,
@@ -116,9 +116,14 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<()> {
     let never = AtomicBool::new(false);
     let mut current = run_and_analyze(model, tokenizer, &params, None, false, &never)?;
     let mut doc = AnalysisDocument::of_run(&current.analysis, tokenizer);
-    if params.intervened() {
-        doc.effect = Some(effect(model, tokenizer, &params)?);
-    }
+    // The run without interventions: the effect's reference and the session's baseline.
+    let mut baseline = if params.intervened() {
+        let base = run_and_analyze(model, tokenizer, &params.baseline(), None, false, &never)?;
+        doc.effect = Some(effect_between(model, tokenizer, &params, &base, &current)?);
+        Some(base)
+    } else {
+        None
+    };
     if args.patch_sweep {
         let source = args.run.patch_prompt.as_deref().unwrap_or_default();
         let bar = crate::cli::progress_bar("patching sweep");
@@ -196,18 +201,6 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<()> {
     doc.timings.compute_ms = t1.elapsed().as_secs_f64() * 1e3;
     doc.timings.peak_rss_mib = crate::analysis::document::peak_rss_mib();
     if let Some(path) = &args.save_session {
-        let mut baseline = if !params.intervened() {
-            None
-        } else {
-            Some(run_and_analyze(
-                model,
-                tokenizer,
-                &params.baseline(),
-                None,
-                false,
-                &never,
-            )?)
-        };
         let comparison = compare(baseline.as_ref().unwrap_or(&current), &current);
         current.analysis.comparison = comparison;
         current.analysis.effect = doc.effect.clone();

@@ -183,20 +183,10 @@ impl RunArgs {
             means_file: self.means.as_ref().map(|p| p.display().to_string()),
             seed: self.seed,
         };
-        if let ThoughtCount::Fixed { n } = thoughts
-            && let Some(k) = edits
-                .ops
-                .keys()
-                .copied()
-                .chain(edits.resid.iter().map(|p| p.thought))
-                .max()
-                .filter(|&k| k > n)
-        {
-            bail!("thought T{k} is past the run's {n} thoughts");
-        }
-        if edits.needs_source() && edits.patch_prompt.is_none() {
-            bail!("patch and --patch-resid need a second prompt: pass --patch-prompt \"...\"");
-        }
+        edits.check(match thoughts {
+            ThoughtCount::Fixed { n } => Some(n),
+            ThoughtCount::Auto { .. } => None,
+        })?;
         if let Some(p) = &self.means
             && !p.is_file()
         {

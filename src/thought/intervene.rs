@@ -195,20 +195,8 @@ impl ThoughtEdits {
 
     /// Checks the edits against a run of `thoughts` thoughts of a model.
     pub fn validate(&self, thoughts: usize, info: &ModelInfo) -> Result<()> {
-        let past = |k: usize| -> Result<()> {
-            if k > thoughts {
-                bail!(
-                    "thought T{k} is past the run's {thoughts} thought{}",
-                    if thoughts == 1 { "" } else { "s" }
-                );
-            }
-            Ok(())
-        };
-        for &k in self.ops.keys() {
-            past(k)?;
-        }
+        self.check(Some(thoughts))?;
         for p in &self.resid {
-            past(p.thought)?;
             if p.layer > info.layers {
                 bail!(
                     "layer {} in --patch-resid is out of range: the residual stream has layers 0..={} (0 = embeddings)",
@@ -216,6 +204,22 @@ impl ThoughtEdits {
                     info.layers
                 );
             }
+        }
+        Ok(())
+    }
+
+    /// What can be checked without the model: every thought named is within the run's
+    /// `thoughts` (when the count is known before running), and patching has its prompt.
+    pub fn check(&self, thoughts: Option<usize>) -> Result<()> {
+        let named = self.ops.keys().copied();
+        if let Some(n) = thoughts
+            && let Some(k) = named.chain(self.resid.iter().map(|p| p.thought)).max()
+            && k > n
+        {
+            bail!(
+                "thought T{k} is past the run's {n} thought{}",
+                if n == 1 { "" } else { "s" }
+            );
         }
         if self.needs_source() && self.patch_prompt.is_none() {
             bail!("patch and --patch-resid need a second prompt: pass --patch-prompt \"...\"");
