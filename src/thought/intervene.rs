@@ -314,10 +314,6 @@ impl Feeds {
         Feeds::default()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
-    }
-
     /// Resolves `edits` for `model`: `mean` from `means` (else the mean input embedding),
     /// `patch` from `source_fed` (the second prompt's fed thoughts, `[D]` each).
     pub fn resolve(
