@@ -11,6 +11,7 @@ pub mod cli;
 pub mod data;
 pub mod eval;
 pub mod files;
+pub mod interrupt;
 pub mod model;
 pub mod numeric;
 pub mod plot;

@@ -37,9 +37,25 @@ fn a_fixture_report_has_every_section() {
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(r["schema"], "coconut-lens.report.v1");
     assert_eq!(r["n"], 4);
-    // No coconut-lens.json: the default of 6 thoughts, so counts 0..=6 in both modes.
+    // No coconut-lens.json: the default of 6 thoughts, so counts 0..=6 in every mode; token
+    // mode only where the model writes steps.
     assert_eq!(r["thoughts"], 6);
-    assert_eq!(r["accuracy"].as_array().unwrap().len(), 14);
+    let modes = if r["writes_steps"].as_bool().unwrap() {
+        4
+    } else {
+        3
+    };
+    assert_eq!(r["accuracy"].as_array().unwrap().len(), 7 * modes);
+    for mode in ["coconut", "pause", "soft"] {
+        assert!(
+            r["accuracy"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["mode"] == mode),
+            "{mode}"
+        );
+    }
     for row in r["accuracy"].as_array().unwrap() {
         let (lo, hi) = (
             row["ci95"][0].as_f64().unwrap(),
@@ -50,9 +66,39 @@ fn a_fixture_report_has_every_section() {
     }
     assert_eq!(
         r["paired"].as_array().unwrap().len(),
-        2,
-        "pause and 0 thoughts"
+        modes,
+        "every other mode and 0 thoughts"
     );
+    // The value analysis after 1..=5 thoughts, each curve sorted and within [0, 1].
+    let value = r["value"].as_array().unwrap();
+    assert_eq!(value.len(), 5);
+    for v in value {
+        let n = v["n"].as_u64().unwrap() as usize;
+        let curves = v["cumulative"].as_array().unwrap();
+        assert_eq!(curves.len(), 3);
+        let c: Vec<Vec<f64>> = curves
+            .iter()
+            .map(|c| {
+                c.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_f64().unwrap())
+                    .collect()
+            })
+            .collect();
+        for curve in &c {
+            assert_eq!(curve.len(), n);
+            assert!(curve.windows(2).all(|w| w[0] <= w[1]), "{v}");
+            assert!(curve.iter().all(|&x| (0.0..=1.0 + 1e-6).contains(&x)));
+        }
+        // Top-3 never below top-1 at the same percentile... of sorted curves, the medians.
+        if n > 0 {
+            assert!(c[2][n / 2] + 1e-9 >= c[0][n / 2]);
+        }
+        let source = v["source"].as_str().unwrap();
+        let wrote = v["wrote_step"].as_u64().unwrap() as usize;
+        assert_eq!(source == "language", 2 * wrote >= 4, "{v}");
+    }
     assert_eq!(r["frontier"].as_array().unwrap().len(), 6);
     let sup = r["superposition"].as_array().unwrap();
     assert_eq!(sup.len(), 6);
@@ -73,15 +119,26 @@ fn a_fixture_report_has_every_section() {
         .find(|a| a["mode"] == "coconut" && a["thoughts"] == 6)
         .unwrap();
     assert_eq!(wrong, 4 - own["correct"].as_u64().unwrap());
-    let png = std::fs::read(out.join("accuracy.png")).unwrap();
-    assert_eq!(&png[..4], b"\x89PNG");
-    let svg = std::fs::read_to_string(out.join("accuracy.svg")).unwrap();
-    assert!(svg.contains("<svg") && svg.contains("Accuracy against"));
     let page = std::fs::read_to_string(out.join("report.md")).unwrap();
-    assert!(page.contains("(accuracy.png)"));
+    for (figure, title) in [
+        ("accuracy", "Accuracy against"),
+        ("frontier", "decoded mass"),
+        ("value", "Value of the frontier"),
+        ("superposition", "Superposition"),
+        ("norms", "Thought norms"),
+        ("causal", "Interventions"),
+    ] {
+        let png = std::fs::read(out.join(format!("{figure}.png"))).unwrap();
+        assert_eq!(&png[..4], b"\x89PNG");
+        let svg = std::fs::read_to_string(out.join(format!("{figure}.svg"))).unwrap();
+        assert!(svg.contains("<svg") && svg.contains(title), "{figure}");
+        assert!(page.contains(&format!("({figure}.png)")), "{figure}");
+    }
     for heading in [
         "## Accuracy",
         "## The frontier",
+        "### The value of frontier nodes",
+        "## Superposition",
         "## Norms",
         "## Causal",
         "## Errors",
@@ -125,4 +182,46 @@ fn a_fixture_report_has_every_section() {
         .filter(|e| e.file_name().to_string_lossy().contains("partial"))
         .collect();
     assert!(leftovers.is_empty());
+}
+
+/// Ctrl-C in the middle of a report stops it with one line and leaves nothing behind: no
+/// report folder, no hidden partial folder.
+#[cfg(unix)]
+#[test]
+fn an_interrupted_report_leaves_nothing() {
+    use std::time::{Duration, Instant};
+    let dir = scratch("report-interrupted");
+    let d = tiny_problems(&dir, 400, 3);
+    let model = model_dir("gpt2-tiny").display().to_string();
+    let out = dir.join("out");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_coconut-lens"))
+        .args(["report", "--data", &d, "--model", &model])
+        .args(["--out", &out.display().to_string()])
+        .env("HF_HUB_OFFLINE", "1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Well inside the run (400 problems take tens of seconds), after the handler is set.
+    std::thread::sleep(Duration::from_millis(1500));
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let started = Instant::now();
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the run stops at the next problem"
+    );
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.trim_end().ends_with("interrupted"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "tiny.json")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }

@@ -20,10 +20,11 @@ pub struct EvalArgs {
     pub data: PathBuf,
     #[command(flatten)]
     pub model: ModelArgs,
-    /// coconut, pause (the `<|latent|>` embedding in every thought slot), cot or no-cot.
+    /// coconut, pause (the `<|latent|>` embedding in every thought slot), soft (Soft Thinking,
+    /// top-k 5, top-p 0.95), token (the greedy token in every slot), cot or no-cot.
     #[arg(long, default_value = "coconut")]
     pub mode: String,
-    /// Continuous thoughts (coconut mode). Default: the model's own setting, else 6.
+    /// Thought slots (coconut, pause, soft, token). Default: the model's own setting, else 6.
     #[arg(long)]
     pub thoughts: Option<usize>,
     /// Evaluate only the first N problems.
@@ -148,11 +149,11 @@ pub fn run(args: &EvalArgs) -> Result<()> {
 }
 
 /// The key a report is recorded under: its mode, with `@N` when it ran a thought count other
-/// than the model's own (coconut and pause modes).
+/// than the model's own (the modes with thought slots).
 pub fn record_key(report: &EvalReport, own_thoughts: usize) -> Result<String> {
     let mode = serde_json::to_value(report.mode)?;
     let mode = mode.as_str().unwrap_or("coconut");
-    let thinks = matches!(report.mode, EvalMode::Coconut | EvalMode::Pause);
+    let thinks = !matches!(report.mode, EvalMode::Cot | EvalMode::NoCot);
     Ok(if thinks && report.thoughts != own_thoughts {
         format!("{mode}@{}", report.thoughts)
     } else {

@@ -27,6 +27,12 @@ pub enum EvalMode {
     /// The same layout with the `<|latent|>` embedding in every thought slot (nothing fed
     /// back): the pause-token control of the critiques of Coconut.
     Pause,
+    /// The same layout, each slot fed Soft Thinking's mix of the top-token embeddings
+    /// ([`SOFT_THINKING`]).
+    Soft,
+    /// The same layout, each slot fed the embedding of the greedy token: a chain of thought
+    /// written inside the markers.
+    Token,
     /// Question, then free generation (steps, then the answer).
     Cot,
     /// Question, then the answer directly.
@@ -38,12 +44,19 @@ impl EvalMode {
         match s {
             "coconut" => Ok(Self::Coconut),
             "pause" => Ok(Self::Pause),
+            "soft" => Ok(Self::Soft),
+            "token" => Ok(Self::Token),
             "cot" => Ok(Self::Cot),
             "no-cot" => Ok(Self::NoCot),
-            _ => bail!("unknown eval mode \"{s}\" (expected coconut, pause, cot or no-cot)"),
+            _ => bail!(
+                "unknown eval mode \"{s}\" (expected coconut, pause, soft, token, cot or no-cot)"
+            ),
         }
     }
 }
+
+/// Soft Thinking's (top-k, top-p) in the `soft` evaluation mode: `analyze`'s defaults.
+pub const SOFT_THINKING: (usize, f32) = (5, 0.95);
 
 /// Mean probability mass a thought's decoded distribution puts on graph nodes, by their
 /// breadth-first depth from the root.
@@ -129,6 +142,8 @@ pub struct EvalRun {
     pub means: ThoughtMeans,
     /// `[thought - 1][problem]`: the L2 norm of what each thought slot received.
     pub fed_norms: Vec<Vec<f32>>,
+    /// Each problem's generated text, whole.
+    pub texts: Vec<String>,
 }
 
 /// [`evaluate`] with thought interventions.
@@ -143,10 +158,10 @@ pub fn evaluate_with(
 ) -> Result<EvalRun> {
     let mut tok = tokenizer.clone();
     let thoughts = match mode {
-        EvalMode::Coconut | EvalMode::Pause => {
+        EvalMode::Coconut | EvalMode::Pause | EvalMode::Soft | EvalMode::Token => {
             if tok.coconut.is_none() {
                 bail!(
-                    "coconut and pause modes need the Coconut tokens (<|start-latent|>, <|end-latent|>, <|latent|>), which this model's tokenizer does not have"
+                    "coconut, pause, soft and token modes need the Coconut tokens (<|start-latent|>, <|end-latent|>, <|latent|>), which this model's tokenizer does not have"
                 );
             }
             thoughts
@@ -159,10 +174,14 @@ pub fn evaluate_with(
     };
     let spec = RunSpec {
         thoughts: ThoughtCount::Fixed { n: thoughts },
-        mode: if mode == EvalMode::Pause {
-            ThoughtMode::Pause
-        } else {
-            ThoughtMode::Coconut
+        mode: match mode {
+            EvalMode::Pause => ThoughtMode::Pause,
+            EvalMode::Soft => ThoughtMode::Soft {
+                top_k: SOFT_THINKING.0,
+                top_p: SOFT_THINKING.1,
+            },
+            EvalMode::Token => ThoughtMode::Token,
+            EvalMode::Coconut | EvalMode::Cot | EvalMode::NoCot => ThoughtMode::Coconut,
         },
         // Enough for a full chain of thought (up to 6 steps) and the answer; generation
         // stops at the end-of-text token.
@@ -180,6 +199,7 @@ pub fn evaluate_with(
         bail!("patch copies from a second prompt, which an evaluation does not have");
     }
     let mut answers = Vec::with_capacity(problems.len());
+    let mut texts = Vec::with_capacity(problems.len());
     let mut fed_sums = vec![vec![0f64; model.info.d_model]; thoughts];
     let mut fed_norms = vec![Vec::with_capacity(problems.len()); thoughts];
     let (mut correct, mut wrong_candidate) = (0, 0);
@@ -192,6 +212,7 @@ pub fn evaluate_with(
         })
         .collect();
     for (i, p) in problems.iter().enumerate() {
+        crate::interrupt::check()?;
         let ids = tok.encode_prompt(&p.question)?;
         let spec = if edit.ops.is_empty() {
             spec.clone()
@@ -254,6 +275,7 @@ pub fn evaluate_with(
             }
         }
         answers.push(answer);
+        texts.push(text);
         progress(i + 1, problems.len());
     }
     let n = problems.len();
@@ -294,6 +316,7 @@ pub fn evaluate_with(
         answers,
         means,
         fed_norms,
+        texts,
     })
 }
 

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use super::{ReportOptions, markdown, plots, report, total_runs};
+use super::plots::{self, Figure};
+use super::{ReportOptions, markdown, report, total_runs};
 use crate::cli::args::{ModelArgs, default_thoughts};
 use crate::model::load_model;
 use crate::plot::Format;
@@ -32,6 +33,7 @@ pub struct ReportArgs {
 }
 
 pub fn run(args: &ReportArgs) -> Result<()> {
+    crate::interrupt::install()?;
     if args.out.exists() {
         bail!("{} already exists (not overwritten)", args.out.display());
     }
@@ -89,10 +91,13 @@ pub fn run(args: &ReportArgs) -> Result<()> {
             serde_json::to_string_pretty(&r)? + "\n",
         )?;
         std::fs::write(partial.join("report.md"), markdown::render(&r))?;
-        for format in [Format::Png, Format::Svg] {
-            let file = partial.join(format!("accuracy.{}", format.ext()));
-            plots::accuracy(&r, format, &file)?;
+        for figure in Figure::ALL.into_iter().filter(|f| f.applies(&r)) {
+            for format in [Format::Png, Format::Svg] {
+                let file = partial.join(format!("{}.{}", figure.name(), format.ext()));
+                plots::write(&r, figure, format, &file)?;
+            }
         }
+        crate::interrupt::check()?;
         std::fs::rename(&partial, &args.out)
             .with_context(|| format!("cannot create {}", args.out.display()))?;
         Ok(())

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{ErrorKind, Report};
+use super::{ErrorKind, MODES, Report, ValueSource};
 use crate::eval::EvalMode;
 
 fn pct(x: f64) -> String {
@@ -13,6 +13,8 @@ fn mode_name(m: EvalMode) -> &'static str {
     match m {
         EvalMode::Coconut => "coconut",
         EvalMode::Pause => "pause",
+        EvalMode::Soft => "soft",
+        EvalMode::Token => "token",
         EvalMode::Cot => "cot",
         EvalMode::NoCot => "no-cot",
     }
@@ -31,7 +33,12 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(w, "## Accuracy against the number of thoughts\n");
     let _ = writeln!(
         w,
-        "Greedy answers scored by the official rule (the text after the last `#` equals the gold answer); pause fills the same slots with the `<|latent|>` embedding and feeds nothing back, the control for whether thoughts carry information. Intervals are Wilson's 95%.\n"
+        "Greedy answers scored by the official rule (the text after the last `#` equals the gold answer). Every mode uses the same layout (question, `<|start-latent|>`, the slots, `<|end-latent|>`); what the slots receive differs: coconut the last hidden state, pause the `<|latent|>` embedding with nothing fed back (the control for whether thoughts carry information), soft Soft Thinking's mix of the top-5 token embeddings (top-p 0.95), token the greedy token's embedding (a chain of thought inside the markers{}). Intervals are Wilson's 95%.\n",
+        if r.writes_steps {
+            ""
+        } else {
+            "; not run: this model writes no steps"
+        }
     );
     let counts: Vec<usize> = {
         let mut c: Vec<usize> = r.accuracy.iter().map(|a| a.thoughts).collect();
@@ -40,24 +47,27 @@ pub fn render(r: &Report) -> String {
         c.dedup();
         c
     };
-    let _ = writeln!(w, "| thoughts | coconut | pause |");
-    let _ = writeln!(w, "|---|---|---|");
+    let modes: Vec<EvalMode> = MODES
+        .into_iter()
+        .filter(|m| r.accuracy.iter().any(|a| a.mode == *m))
+        .collect();
+    let names: Vec<&str> = modes.iter().map(|&m| mode_name(m)).collect();
+    let _ = writeln!(w, "| thoughts | {} |", names.join(" | "));
+    let _ = writeln!(w, "|---|{}", "---|".repeat(modes.len()));
     for k in counts {
-        let cell = |m: EvalMode| {
-            r.accuracy
-                .iter()
-                .find(|a| a.mode == m && a.thoughts == k)
-                .map_or("–".to_string(), |a| {
-                    format!("{} ({}–{})", pct(a.accuracy), pct(a.ci95.0), pct(a.ci95.1))
-                })
-        };
+        let cells: Vec<String> = modes
+            .iter()
+            .map(|&m| {
+                r.accuracy
+                    .iter()
+                    .find(|a| a.mode == m && a.thoughts == k)
+                    .map_or("–".to_string(), |a| {
+                        format!("{} ({}–{})", pct(a.accuracy), pct(a.ci95.0), pct(a.ci95.1))
+                    })
+            })
+            .collect();
         let own = if k == r.thoughts { " (own)" } else { "" };
-        let _ = writeln!(
-            w,
-            "| {k}{own} | {} | {} |",
-            cell(EvalMode::Coconut),
-            cell(EvalMode::Pause)
-        );
+        let _ = writeln!(w, "| {k}{own} | {} |", cells.join(" | "));
     }
     let _ = writeln!(w, "\n![accuracy against thoughts](accuracy.png)");
     let _ = writeln!(
@@ -111,6 +121,40 @@ pub fn render(r: &Report) -> String {
         );
     }
 
+    let _ = writeln!(w, "\n![frontier mass by depth](frontier.png)");
+
+    let _ = writeln!(w, "\n### The value of frontier nodes\n");
+    let _ = writeln!(
+        w,
+        "Hao et al.'s probe (§5, Fig. 9): after k thoughts the model switches to language (`<|end-latent|>`) and writes its next step greedily; the *value* of a frontier node (exactly k hops from the person) is the probability of its token at the step's first node slot. Where the model writes no step after k thoughts (fewer than half the problems name a node before the answer's `#`), the value is read instead from the state that would feed thought k + 1, decoded through the unembedding. Per problem the top-1, top-2 and top-3 frontier values are summed; the curves sort the problems by that sum: a curve near 1 over most of the percentiles means the step's mass sits on a few frontier nodes, a curve between the top-1 and top-3 lines means it is spread over several (a search that keeps alternatives open).\n"
+    );
+    let _ = writeln!(
+        w,
+        "| thoughts | read from | wrote a step | problems | frontier nodes (mean) | top-1 (median) | top-3 (median) |"
+    );
+    let _ = writeln!(w, "|---|---|---|---|---|---|---|");
+    for v in &r.value {
+        let median = |c: &Vec<f64>| c.get(c.len() / 2).map_or("–".into(), |x| format!("{x:.3}"));
+        let _ = writeln!(
+            w,
+            "| {} | {} | {}/{} | {} | {:.2} | {} | {} |",
+            v.thoughts,
+            match v.source {
+                ValueSource::Language => "the next step",
+                ValueSource::Decoded => "the decoded state",
+            },
+            v.wrote_step,
+            r.n,
+            v.n,
+            v.frontier_nodes,
+            median(&v.cumulative[0]),
+            median(&v.cumulative[2])
+        );
+    }
+    if !r.value.is_empty() {
+        let _ = writeln!(w, "\n![value of frontier nodes](value.png)");
+    }
+
     let _ = writeln!(w, "\n## Superposition\n");
     let _ = writeln!(
         w,
@@ -133,6 +177,8 @@ pub fn render(r: &Report) -> String {
             c(&s.answer_path)
         );
     }
+
+    let _ = writeln!(w, "\n![superposition inner products](superposition.png)");
 
     let _ = writeln!(w, "\n## Norms\n");
     let _ = writeln!(
@@ -159,6 +205,8 @@ pub fn render(r: &Report) -> String {
         );
     }
 
+    let _ = writeln!(w, "\n![thought norms](norms.png)");
+
     let _ = writeln!(w, "\n## Causal: interventions on each thought\n");
     let _ = writeln!(
         w,
@@ -178,6 +226,8 @@ pub fn render(r: &Report) -> String {
             pct(row.flip_rate)
         );
     }
+
+    let _ = writeln!(w, "\n![interventions](causal.png)");
 
     let _ = writeln!(w, "\n## Errors\n");
     let _ = writeln!(

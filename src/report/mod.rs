@@ -143,6 +143,7 @@ pub fn superposition(
     // [thought][group] values.
     let mut groups = vec![[Vec::new(), Vec::new(), Vec::new(), Vec::new()]; thoughts];
     for (i, p) in problems.iter().enumerate() {
+        crate::interrupt::check()?;
         let ids = tokenizer.encode_prompt(&p.question)?;
         let r = run(model, tokenizer, &ids, &spec, &hooks)?;
         let depth = Graph::of(p)?.distances(p.root);
@@ -190,6 +191,166 @@ pub fn superposition(
         .collect())
 }
 
+/// Where the value of a frontier node is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueSource {
+    /// Hao et al.'s probe: after k thoughts and `<|end-latent|>` the model writes its next step
+    /// greedily; the value of a node is the probability of its token at the step's first node
+    /// slot (the concept after "Every").
+    Language,
+    /// For a model that writes no step after k thoughts: the state that would feed thought
+    /// k + 1 (the last latent position's final hidden state), read through the unembedding.
+    Decoded,
+}
+
+/// Hao et al.'s value analysis (§5, Fig. 9) after `thoughts` continuous thoughts: the values
+/// of the frontier nodes (exactly `thoughts` hops from the person).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThoughtValue {
+    pub thoughts: usize,
+    pub source: ValueSource,
+    /// Problems whose greedy continuation after the thoughts names a graph node before the
+    /// answer's `#` (a step written in language).
+    pub wrote_step: usize,
+    /// Problems in the curves: those that wrote a step (language), else all.
+    pub n: usize,
+    /// Mean number of frontier nodes (single-token names).
+    pub frontier_nodes: f64,
+    /// `cumulative[i]`: per problem, the summed values of its top i + 1 frontier nodes, in
+    /// ascending order (the figure plots them against the percentile of problems).
+    pub cumulative: [Vec<f64>; 3],
+}
+
+/// The sums of the largest one, two and three of `values` (fewer nodes: all of them).
+pub fn cumulative_top(values: &[f64]) -> [f64; 3] {
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| b.total_cmp(a));
+    let mut out = [0.0; 3];
+    let mut sum = 0.0;
+    for (i, o) in out.iter_mut().enumerate() {
+        sum += v.get(i).copied().unwrap_or(0.0);
+        *o = sum;
+    }
+    out
+}
+
+/// The token of each node whose name is one token.
+fn node_tokens(tokenizer: &Tokenizer, p: &ProsQaProblem) -> Vec<Option<u32>> {
+    p.idx_to_symbol
+        .iter()
+        .map(|s| match tokenizer.encode_plain(s).ok().as_deref() {
+            Some([id]) => Some(*id),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The values of the frontier nodes (`depth == hops`) in a next-token distribution.
+fn frontier_values(
+    probs: &[f32],
+    tokens: &[Option<u32>],
+    depth: &[Option<usize>],
+    hops: usize,
+) -> Vec<f64> {
+    tokens
+        .iter()
+        .zip(depth)
+        .filter(|(_, d)| **d == Some(hops))
+        .filter_map(|(t, _)| t.map(|id| f64::from(probs[id as usize])))
+        .collect()
+}
+
+fn softmax(logits: &candle_core::Tensor) -> Result<Vec<f32>> {
+    Ok(
+        candle_nn::ops::softmax(&logits.to_dtype(DType::F32)?, candle_core::D::Minus1)?
+            .to_vec1()?,
+    )
+}
+
+/// [`ThoughtValue`] after 1..`thoughts` thoughts (after the model's own count it answers;
+/// there is no next step). Per count, [`ValueSource::Language`] where at least half the
+/// problems write a step, else [`ValueSource::Decoded`].
+pub fn value(
+    model: &Model,
+    tokenizer: &Tokenizer,
+    problems: &[ProsQaProblem],
+    thoughts: usize,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Vec<ThoughtValue>> {
+    let spec = |k: usize, new_tokens: usize| RunSpec {
+        thoughts: ThoughtCount::Fixed { n: k },
+        mode: ThoughtMode::Coconut,
+        max_new_tokens: new_tokens,
+        context_rows: 1,
+        attention: false,
+        forced_answer: Vec::new(),
+        feeds: Feeds::none(),
+    };
+    let hooks = Hooks::none(model.info.layers);
+    let counts = thoughts.saturating_sub(1);
+    // [k - 1]: per problem, the language values (if it wrote a step) and the decoded ones.
+    let mut language: Vec<Vec<Vec<f64>>> = vec![Vec::new(); counts];
+    let mut decoded: Vec<Vec<Vec<f64>>> = vec![Vec::new(); counts];
+    let mut sizes = vec![0usize; counts];
+    for (i, p) in problems.iter().enumerate() {
+        crate::interrupt::check()?;
+        let ids = tokenizer.encode_prompt(&p.question)?;
+        let depth = Graph::of(p)?.distances(p.root);
+        let tokens = node_tokens(tokenizer, p);
+        let own = run(model, tokenizer, &ids, &spec(thoughts, 1), &hooks)?;
+        for k in 1..=counts {
+            sizes[k - 1] += tokens
+                .iter()
+                .zip(&depth)
+                .filter(|(t, d)| t.is_some() && **d == Some(k))
+                .count();
+            // Thought k + 1's record is the state at latent slot k.
+            let probs = softmax(&own.thoughts[k].logits)?;
+            decoded[k - 1].push(frontier_values(&probs, &tokens, &depth, k));
+            let r = run(model, tokenizer, &ids, &spec(k, 8), &hooks)?;
+            let node_ids: Vec<u32> = tokens.iter().flatten().copied().collect();
+            let slot = r.answer_ids.iter().enumerate().find_map(|(j, id)| {
+                let before = tokenizer.decode(&r.answer_ids[..j]).unwrap_or_default();
+                (!before.contains('#') && node_ids.contains(id)).then_some(j)
+            });
+            if let Some(j) = slot {
+                let probs = softmax(&r.answer[j].logits)?;
+                language[k - 1].push(frontier_values(&probs, &tokens, &depth, k));
+            }
+        }
+        progress(i + 1);
+    }
+    let n = problems.len();
+    Ok((1..=counts)
+        .map(|k| {
+            let wrote_step = language[k - 1].len();
+            let (source, rows) = if 2 * wrote_step >= n {
+                (ValueSource::Language, &language[k - 1])
+            } else {
+                (ValueSource::Decoded, &decoded[k - 1])
+            };
+            let mut cumulative: [Vec<f64>; 3] = Default::default();
+            for row in rows {
+                for (c, v) in cumulative.iter_mut().zip(cumulative_top(row)) {
+                    c.push(v);
+                }
+            }
+            cumulative
+                .iter_mut()
+                .for_each(|c| c.sort_by(f64::total_cmp));
+            ThoughtValue {
+                thoughts: k,
+                source,
+                wrote_step,
+                n: rows.len(),
+                frontier_nodes: sizes[k - 1] as f64 / n.max(1) as f64,
+                cumulative,
+            }
+        })
+        .collect())
+}
+
 /// The kind of a wrong answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -226,10 +387,17 @@ pub struct Report {
     pub n: usize,
     /// The model's own number of thoughts.
     pub thoughts: usize,
+    /// Whether the model writes steps in language after fewer thoughts than its own count
+    /// (with 0 thoughts, at least half the problems get text before the answer's `#`); token
+    /// mode is measured only then.
+    pub writes_steps: bool,
+    /// Coconut, pause, soft (Soft Thinking, top-k 5, top-p 0.95) and, where the model writes
+    /// steps, token mode, each at 0..=max thoughts.
     pub accuracy: Vec<AccuracyRow>,
     pub paired: Vec<Paired>,
     /// Coconut at the model's count: each thought's mass by breadth-first depth.
     pub frontier: Vec<ThoughtFrontier>,
+    pub value: Vec<ThoughtValue>,
     pub superposition: Vec<Superposition>,
     pub norms: Norms,
     pub causal: InterventionSweep,
@@ -328,9 +496,29 @@ pub fn paired(a: &[bool], b: &[bool], mode: EvalMode, thoughts: usize) -> Paired
 }
 
 /// Problem runs the report makes, for a progress bar.
+/// (Token mode's runs are counted; a model that writes no steps skips them.)
 pub fn total_runs(n: usize, own: usize, opts: &ReportOptions) -> usize {
     let counts = opts.max_thoughts.max(own) + 1;
-    n * (2 * counts) + n + n * (1 + own * SWEEP_OPS.len())
+    let accuracy = n * MODES.len() * counts;
+    let value = n * own.max(1);
+    accuracy + value + n + n * (1 + own * SWEEP_OPS.len())
+}
+
+/// The thought modes of the accuracy table, in order.
+pub const MODES: [EvalMode; 4] = [
+    EvalMode::Coconut,
+    EvalMode::Pause,
+    EvalMode::Soft,
+    EvalMode::Token,
+];
+
+/// Whether at least half of `texts` have an answer (`#`) with text before it.
+pub fn writes_steps(texts: &[String]) -> bool {
+    let with_steps = texts
+        .iter()
+        .filter(|t| t.split_once('#').is_some_and(|(s, _)| !s.trim().is_empty()))
+        .count();
+    !texts.is_empty() && 2 * with_steps >= texts.len()
 }
 
 /// Runs the report. `progress(done, total)` counts problem runs.
@@ -368,9 +556,18 @@ pub fn report(
     };
     let mut accuracy = Vec::new();
     let mut runs = Vec::new();
-    for mode in [EvalMode::Coconut, EvalMode::Pause] {
-        for k in 0..=opts.max_thoughts.max(own) {
+    let counts = opts.max_thoughts.max(own);
+    let mut steps = false;
+    for mode in MODES {
+        if mode == EvalMode::Token && !steps {
+            done += n * (counts + 1);
+            continue;
+        }
+        for k in 0..=counts {
             let r = evaluate(mode, k, &mut done)?;
+            if mode == EvalMode::Coconut && k == 0 {
+                steps = writes_steps(&r.texts);
+            }
             accuracy.push(AccuracyRow {
                 mode,
                 thoughts: k,
@@ -390,9 +587,8 @@ pub fn report(
     let own_right = right(problems, own_run);
     let paired_rows = runs
         .iter()
-        .filter(|(m, k, _)| !(*m == EvalMode::Coconut && *k == own))
         .filter(|(m, k, _)| {
-            *m == EvalMode::Pause && *k == own || *m == EvalMode::Coconut && *k == 0
+            *m != EvalMode::Coconut && *k == own || *m == EvalMode::Coconut && *k == 0 && own > 0
         })
         .map(|(m, k, r)| paired(&own_right, &right(problems, r), *m, *k))
         .collect();
@@ -405,6 +601,11 @@ pub fn report(
         progress(base + d, total)
     })?;
     done += n;
+    let base = done;
+    let value = value(model, tokenizer, problems, own, &mut |d| {
+        progress(base + d * own.max(1), total)
+    })?;
+    done += n * own.max(1);
     let base = done;
     let (causal, _) = intervention_sweep(
         model,
@@ -421,7 +622,9 @@ pub fn report(
         data: data_name.to_string(),
         n,
         thoughts: own,
+        writes_steps: steps,
         frontier: own_run.report.thought_frontier.clone(),
+        value,
         superposition,
         errors: errors(problems, &own_run.answers),
         accuracy,
@@ -539,6 +742,40 @@ mod tests {
         assert_eq!(at(1)[0], [false, true, false, true]);
         assert_eq!(at(1)[2], [false, false, false, true]);
         assert_eq!(at(3)[3], [false, false, true, false]);
+    }
+
+    #[test]
+    fn cumulative_values_of_a_toy_distribution() {
+        // Frontier values 0.1, 0.5, 0.05, 0.3 (the rest of the mass elsewhere).
+        let [t1, t2, t3] = cumulative_top(&[0.1, 0.5, 0.05, 0.3]);
+        assert_eq!(t1, 0.5);
+        assert!((t2 - 0.8).abs() < 1e-12 && (t3 - 0.9).abs() < 1e-12);
+        // Fewer nodes than three: the sums stop growing.
+        assert_eq!(cumulative_top(&[0.25]), [0.25, 0.25, 0.25]);
+        assert_eq!(cumulative_top(&[]), [0.0, 0.0, 0.0]);
+        // Only the frontier's tokens count, and names of several tokens are skipped.
+        let probs = [0.1f32, 0.2, 0.3, 0.4];
+        let tokens = [Some(0), Some(3), None, Some(2)];
+        let depth = [Some(0), Some(1), Some(1), Some(1)];
+        let v = frontier_values(&probs, &tokens, &depth, 1);
+        assert_eq!(v, [f64::from(0.4f32), f64::from(0.3f32)]);
+    }
+
+    #[test]
+    fn a_model_writes_steps_when_half_its_texts_have_one_before_the_answer() {
+        let t = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(writes_steps(&t(&[
+            "Tom is a wumpus.\n### Tom is a yumpus.",
+            "### x"
+        ])));
+        assert!(!writes_steps(&t(&[
+            "### Tom is a yumpus.",
+            " ### x",
+            "a ### b"
+        ])));
+        // Text without an answer is not a step.
+        assert!(!writes_steps(&t(&["garbage", "garbage"])));
+        assert!(!writes_steps(&[]));
     }
 
     #[test]
