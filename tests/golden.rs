@@ -142,6 +142,7 @@ fn gpt2_scale_attn_by_inverse_layer_idx_divides_the_scores_of_block_l_by_l_plus_
         attention: true,
         forced_answer: Vec::new(),
         feeds: coconut_lens::thought::Feeds::none(),
+        sampling: Default::default(),
     };
     let attention = |dir: &std::path::Path| {
         let lm = load_model(&ModelSource::Local(dir.into()), &Device::Cpu, DType::F32).unwrap();
