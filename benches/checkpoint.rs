@@ -1,12 +1,13 @@
 //! Memory of reading a large Coconut checkpoint: `coconut-lens analyze` on a random
 //! GPT-2-124M-shaped model (the folder of `target/bench-models/gpt2-124m`, shared with the
-//! pipeline benchmark), once from its safetensors folder and once from the same weights saved
+//! pipeline benchmark) or another shape, once from its safetensors folder and once from the same weights saved
 //! as the official Coconut code saves them (`scripts/coconut_checkpoint.py`: `base_causallm.*`,
 //! the tied head and `embedding.weight` sharing the embedding's storage). Each run is a fresh
 //! process; its peak RSS (`VmHWM`, the document's `timings.peak_rss_mib`) is reported against
 //! the file size. Writing the checkpoint needs torch (`COCONUT_LENS_PYTHON`, default `python3`).
 //!
-//! `cargo bench --bench checkpoint` (or `--profile dev`: the memory does not depend on it).
+//! `cargo bench --bench checkpoint [-- --shape llama-1b]` (or `--profile dev`: the memory
+//! does not depend on it); `llama-1b` is a Llama 3.2 1B-shaped model, a 4.6 GiB file.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,13 +39,23 @@ fn analyze(model: &[&str]) -> Value {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let name = args
+        .iter()
+        .position(|a| a == "--shape")
+        .and_then(|i| args.get(i + 1))
+        .map_or("gpt2-124m", String::as_str);
+    let shape = Shape::by_name(name).unwrap();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let dir = root.join("target/bench-models/gpt2-124m");
+    let dir = root.join("target/bench-models").join(name);
     if !dir.join("model.safetensors").is_file() {
         eprintln!("generating {} ...", dir.display());
-        write_random_model(&dir, &Shape::GPT2_124M, 0).unwrap();
+        write_random_model(&dir, &shape, 0).unwrap();
     }
-    let ckpt = root.join("target/bench-models/gpt2-124m-coconut/checkpoint_1");
+    let ckpt = root
+        .join("target/bench-models")
+        .join(format!("{name}-coconut"))
+        .join("checkpoint_1");
     if !ckpt.is_file() {
         let python = std::env::var("COCONUT_LENS_PYTHON").unwrap_or_else(|_| "python3".into());
         let status = Command::new(&python)
@@ -87,7 +98,7 @@ fn main() {
         "checkpoint": {"bytes": ckpt_bytes, "timings": from_ckpt},
     });
     std::fs::write(
-        root.join("target/bench-checkpoint.json"),
+        root.join(format!("target/bench-checkpoint-{name}.json")),
         serde_json::to_string_pretty(&report).unwrap(),
     )
     .unwrap();
