@@ -47,6 +47,7 @@ fn main() -> anyhow::Result<()> {
         attention: false,
         forced_answer: Vec::new(),
         feeds: coconut_lens::thought::Feeds::none(),
+        sampling: Default::default(),
     };
     let ablated = Interventions {
         ablated_heads: [(3, 5)].into(),
@@ -61,6 +62,7 @@ fn main() -> anyhow::Result<()> {
         context_tokens: 0,
         interventions: interventions.clone(),
         thought_edits: Default::default(),
+        sampling: Default::default(),
     };
     let base_run = run(m, tok, &ids, &spec, &m.hooks(&Interventions::default())?)?;
     let cur_run = run(m, tok, &ids, &spec, &m.hooks(&ablated)?)?;

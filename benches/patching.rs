@@ -48,6 +48,7 @@ fn main() {
         context_tokens: 0,
         interventions: Interventions::default(),
         thought_edits: Default::default(),
+        sampling: Default::default(),
     };
     let clean = counterfactual(&prompt);
     let never = AtomicBool::new(false);

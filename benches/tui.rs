@@ -168,6 +168,7 @@ fn toggles(name: &str, dir: PathBuf, prompt: String, layers: usize, heads: usize
         context_tokens: 3,
         interventions: Interventions::default(),
         thought_edits: Default::default(),
+        sampling: Default::default(),
     };
     let mut generation = 1;
     let (first, _) = live.time(Job::Run {

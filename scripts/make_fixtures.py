@@ -22,6 +22,18 @@ two threads, deterministic algorithms).
                         (``base_causallm.*`` + ``embedding.weight``) holding the gpt2-tiny / llama-tiny-gqa
                         weights: base + 3 Coconut tokens + this state dict == gpt2-tiny / llama-tiny-gqa.
 
+    gpt2-tiny-coconut-noemb/checkpoint_2
+                        the gpt2-tiny state dict without ``embedding.weight`` (only ``base_causallm.*``).
+    llama-tiny-tied-coconut/checkpoint_1, llama-tiny-tied-coconut/base/
+                        a Llama-3.2-1B-style checkpoint (tied embeddings, llama3 RoPE) of the llama-tiny-tied
+                        weights without ``embedding.weight``, with a base of only ``config.json`` (vocab 360)
+                        and the tokenizer without the Coconut tokens, as a Coconut run starts from.
+    malicious-ckpt/checkpoint_1
+                        a zip-format checkpoint whose pickle calls ``os.system`` (``touch coconut-lens-pwned``)
+                        when unpickled normally. It is written with ``pickle.dumps`` (which runs nothing) and
+                        only inspected statically here; ``torch.load(weights_only=True)`` refuses it.
+    ``make_fixtures.py --checkpoints-only`` writes only these three, from the committed models.
+
 ``tests/fixtures/golden/<model>.json`` for gpt2-tiny, llama-tiny-gqa and llama-tiny-tied
     Reference Coconut inference runs computed with transformers (eager attention, f32): logit lens, entropy,
     angular and block distances, greedy answers, attention probabilities and head importance, with and
@@ -45,14 +57,19 @@ compared robustly (then change a prompt or a seed).
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import math
+import os
+import pickle
+import pickletools
 import random
 import re
 import shutil
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import torch
@@ -67,7 +84,7 @@ GOLDEN_DIR = FIXTURES / "golden"
 
 COCONUT_TOKENS = ["<|start-latent|>", "<|end-latent|>", "<|latent|>"]  # appended in this order
 BASE_VOCAB = 360  # size of the tokenizers without Coconut tokens (their own special tokens included)
-SIZE_LIMIT = 2_000_000  # bytes, all fixtures together
+SIZE_LIMIT = 2_500_000  # bytes, all fixtures together (the extra checkpoint layouts take 0.37 MB)
 
 # Random weights: matrices ~ N(0, MATRIX_STD^2), norm weights 1 + N(0, NORM_STD^2), biases N(0, BIAS_STD^2).
 MATRIX_STD = 0.37
@@ -807,14 +824,19 @@ def verify_reload(model, tok: Tokenizer, name: str) -> None:
         assert not torch.allclose(inv_freq, plain), "llama3 scaling does not change any frequency"
 
 
-def verify_coconut_checkpoint(base_name: str, ckpt: Path, full_name: str) -> None:
-    """Emulate facebookresearch/coconut: base model + 3 new tokens + Coconut state dict == full model."""
-    base = load_model(MODELS_DIR / base_name)
+def verify_coconut_checkpoint(base, ckpt: Path, full_name: str, with_embedding: bool = True) -> None:
+    """Emulate facebookresearch/coconut: base model (a folder name or a model) + 3 new tokens +
+    Coconut state dict == full model."""
+    if isinstance(base, str):
+        base = load_model(MODELS_DIR / base)
     base.resize_token_embeddings(base.config.vocab_size + len(COCONUT_TOKENS))
-    shell = CoconutShell(base)
     state = torch.load(ckpt, weights_only=True)
-    shell.load_state_dict(state, strict=True)
-    assert torch.equal(state["embedding.weight"], base.get_input_embeddings().weight)
+    if with_embedding:
+        CoconutShell(base).load_state_dict(state, strict=True)
+        assert torch.equal(state["embedding.weight"], base.get_input_embeddings().weight)
+    else:
+        prefix = "base_causallm."
+        base.load_state_dict({k[len(prefix):]: v for k, v in state.items()}, strict=True)
     full = load_model(MODELS_DIR / full_name)
     assert_same_weights(base, full)
     tok = Tokenizer.from_file(str(MODELS_DIR / full_name / "tokenizer.json"))
@@ -880,6 +902,82 @@ def make_models() -> None:
     verify_coconut_checkpoint("llama-tiny-base", ckpt, "llama-tiny-gqa")
 
 
+def coconut_state_without_embedding(model) -> dict:
+    """The Coconut wrapper's state dict without its `embedding.weight` alias: only `base_causallm.*`."""
+    state = CoconutShell(model).state_dict()
+    del state["embedding.weight"]
+    assert all(k.startswith("base_causallm.") for k in state)
+    return state
+
+
+def make_checkpoint_variants() -> None:
+    """More checkpoint layouts, from the committed models (their weights are not changed)."""
+    folder = MODELS_DIR / "gpt2-tiny-coconut-noemb"
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    torch.save(coconut_state_without_embedding(load_model(MODELS_DIR / "gpt2-tiny")), folder / "checkpoint_2")
+    verify_coconut_checkpoint("gpt2-tiny-base", folder / "checkpoint_2", "gpt2-tiny", with_embedding=False)
+
+    # Llama 3.2 style: tied embeddings and llama3 RoPE; the base is config + tokenizer only, the
+    # tokenizer lacking the three Coconut tokens (the official code adds them with add_tokens and
+    # resizes the embedding).
+    folder = MODELS_DIR / "llama-tiny-tied-coconut"
+    if folder.exists():
+        shutil.rmtree(folder)
+    (folder / "base").mkdir(parents=True)
+    tied = load_model(MODELS_DIR / "llama-tiny-tied")
+    cfg = json.loads((MODELS_DIR / "llama-tiny-tied" / "config.json").read_text())
+    cfg["vocab_size"] = BASE_VOCAB
+    (folder / "base" / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    base_tok = Tokenizer.from_file(str(MODELS_DIR / "llama-tiny-base" / "tokenizer.json"))
+    assert base_tok.get_vocab_size() == BASE_VOCAB and base_tok.token_to_id(COCONUT_TOKENS[0]) is None
+    base_tok.save(str(folder / "base" / "tokenizer.json"))
+    torch.save(coconut_state_without_embedding(tied), folder / "checkpoint_1")
+    base = LlamaForCausalLM(LlamaConfig.from_pretrained(folder / "base")).eval()
+    base.set_attn_implementation("eager")
+    verify_coconut_checkpoint(base, folder / "checkpoint_1", "llama-tiny-tied", with_embedding=False)
+
+    make_malicious_checkpoint()
+
+
+MALICIOUS_MARKER = "coconut-lens-pwned"
+
+
+class RunsShellOnUnpickle:
+    """Pickles to `os.system("touch coconut-lens-pwned")`: unpickling it normally runs the command."""
+
+    def __reduce__(self):
+        return (os.system, (f"touch {MALICIOUS_MARKER}",))
+
+
+def make_malicious_checkpoint() -> None:
+    """A checkpoint in torch.save's zip layout whose pickle would run a shell command if loaded with
+    plain `pickle.load`. Written with `pickle.dumps` (which never runs the payload) and checked only
+    statically: the payload is never unpickled here."""
+    folder = MODELS_DIR / "malicious-ckpt"
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    state = collections.OrderedDict([("base_causallm.transformer.wte.weight", RunsShellOnUnpickle())])
+    data = pickle.dumps(state, protocol=2)
+    path = folder / "checkpoint_1"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as z:
+        for name, content in (("data.pkl", data), ("byteorder", b"little"), ("version", b"3\n")):
+            z.writestr(zipfile.ZipInfo(f"checkpoint_1/{name}", date_time=(1980, 1, 1, 0, 0, 0)), content)
+    calls = [arg for op, arg, _ in pickletools.genops(data) if op.name == "GLOBAL"]
+    assert f"{os.system.__module__} system" in calls, calls
+    assert any(op.name == "REDUCE" for op, _, _ in pickletools.genops(data))
+    assert MALICIOUS_MARKER.encode() in data
+    try:  # torch's restricted unpickler refuses the call without making it
+        torch.load(path, weights_only=True)
+    except pickle.UnpicklingError:
+        pass
+    else:
+        raise AssertionError("torch.load(weights_only=True) accepted the malicious checkpoint")
+    assert not Path(MALICIOUS_MARKER).exists()
+
+
 INTERVENTION_MODELS = ("gpt2-tiny", "llama-tiny-gqa")
 
 
@@ -890,6 +988,12 @@ def main() -> None:
     torch.use_deterministic_algorithms(True)
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
+
+    if "--checkpoints-only" in sys.argv[1:]:
+        # Only the extra checkpoint layouts, from the committed models.
+        make_checkpoint_variants()
+        print(f"checkpoint fixtures written in {time.time() - t0:.1f} s")
+        return
 
     if "--interventions-only" in sys.argv[1:]:
         # Only the intervention references, from the committed models.
@@ -904,6 +1008,7 @@ def main() -> None:
         if d.exists():
             shutil.rmtree(d)
     make_models()
+    make_checkpoint_variants()
 
     checks = Checks()
     for name in ("gpt2-tiny", "llama-tiny-gqa", "llama-tiny-tied"):

@@ -302,6 +302,7 @@ mod tests {
                 attention: false,
                 forced_answer: Vec::new(),
                 feeds: crate::thought::Feeds::none(),
+                sampling: Default::default(),
             };
             let r = crate::thought::run(
                 &m.model,

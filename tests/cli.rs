@@ -322,6 +322,103 @@ fn coconut_checkpoint_gives_the_same_analysis_as_the_folder() {
     assert_one_line_error(&out, "--base");
 }
 
+/// Every checkpoint layout gives the equivalent folder's analysis exactly (everything but the
+/// timings): GPT-2 with and without `embedding.weight`, Llama with it (untied, base tokenizer
+/// without the Coconut tokens), and a tied Llama 3.2-style one without it on a config-only base.
+#[test]
+fn coconut_checkpoints_in_every_layout_give_the_folders_analysis() {
+    let cases = [
+        (
+            "gpt2-tiny-coconut-ckpt/checkpoint_2",
+            "gpt2-tiny-base",
+            "gpt2-tiny",
+        ),
+        (
+            "gpt2-tiny-coconut-noemb/checkpoint_2",
+            "gpt2-tiny-base",
+            "gpt2-tiny",
+        ),
+        (
+            "llama-tiny-coconut-ckpt/checkpoint_1",
+            "llama-tiny-base",
+            "llama-tiny-gqa",
+        ),
+        (
+            "llama-tiny-tied-coconut/checkpoint_1",
+            "llama-tiny-tied-coconut/base",
+            "llama-tiny-tied",
+        ),
+    ];
+    let args = [
+        "--prompt",
+        PROMPT,
+        "--thoughts",
+        "3",
+        "--ablate-heads",
+        "1.2",
+        "--head-importance",
+        "ablation",
+    ];
+    for (ckpt, base, folder) in cases {
+        let analysis = |model: &[&str]| {
+            let mut doc = json_of(
+                &bin()
+                    .arg("analyze")
+                    .args(model)
+                    .args(args)
+                    .output()
+                    .unwrap(),
+            );
+            doc.as_object_mut().unwrap().remove("timings");
+            doc
+        };
+        let (ckpt, base, folder) = (model_dir(ckpt), model_dir(base), model_dir(folder));
+        let from_ckpt = analysis(&[
+            "--model",
+            ckpt.to_str().unwrap(),
+            "--base",
+            base.to_str().unwrap(),
+        ]);
+        let from_dir = analysis(&["--model", folder.to_str().unwrap()]);
+        assert!(from_dir["head_importance"].is_object());
+        assert_eq!(from_ckpt, from_dir, "{}", ckpt.display());
+    }
+}
+
+/// A checkpoint whose pickle would run `touch coconut-lens-pwned` if unpickled normally is
+/// refused in one line, and nothing ran: no marker appears in the working directory.
+#[test]
+fn a_malicious_pickle_is_refused_and_nothing_runs() {
+    let ckpt = model_dir("malicious-ckpt/checkpoint_1");
+    let bytes = std::fs::read(&ckpt).unwrap();
+    let has = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(
+        has(b"posix\nsystem") && has(b"touch coconut-lens-pwned"),
+        "the payload is there"
+    );
+    let cwd = scratch("malicious-pickle");
+    let out = bin()
+        .current_dir(&cwd)
+        .args([
+            "analyze",
+            "--model",
+            ckpt.to_str().unwrap(),
+            "--base",
+            model_dir("gpt2-tiny-base").to_str().unwrap(),
+            "--prompt",
+            PROMPT,
+        ])
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, "refused, its pickle calls posix.system");
+    assert!(!cwd.join("coconut-lens-pwned").exists(), "the payload ran");
+    assert_eq!(
+        std::fs::read_dir(&cwd).unwrap().count(),
+        0,
+        "nothing written"
+    );
+}
+
 #[test]
 fn bad_model_folders_are_one_line_errors() {
     let out = run(&["analyze", "--model", "/no/such/folder", "--prompt", PROMPT]);

@@ -66,6 +66,38 @@ fn coconut_llama_checkpoint_matches_its_folder() {
     check_model(&loaded, "llama-tiny-gqa", &Tol::F32, None);
 }
 
+#[test]
+fn coconut_gpt2_checkpoint_without_embedding_key_matches_its_folder() {
+    let loaded = load_checkpoint_on(
+        "gpt2-tiny-coconut-noemb/checkpoint_2",
+        "gpt2-tiny-base",
+        &Device::Cpu,
+        DType::F32,
+    );
+    check_model(&loaded, "gpt2-tiny", &Tol::F32, None);
+}
+
+/// Llama 3.2 style: tied embeddings, llama3 RoPE, a base of config.json and a tokenizer that
+/// lacks the three Coconut tokens, no `embedding.weight` key.
+#[test]
+fn coconut_tied_llama_checkpoint_on_a_config_only_base_matches_its_folder() {
+    let base = model_dir("llama-tiny-tied-coconut/base");
+    assert!(!base.join("model.safetensors").exists());
+    let base_tok = coconut_lens::model::Tokenizer::from_file(&base.join("tokenizer.json")).unwrap();
+    assert!(
+        base_tok.coconut.is_none(),
+        "the base tokenizer lacks the Coconut tokens"
+    );
+    let loaded = load_checkpoint_on(
+        "llama-tiny-tied-coconut/checkpoint_1",
+        "llama-tiny-tied-coconut/base",
+        &Device::Cpu,
+        DType::F32,
+    );
+    assert_eq!(loaded.model.info.vocab, base_tok.vocab_size() + 3);
+    check_model(&loaded, "llama-tiny-tied", &Tol::F32, None);
+}
+
 /// bf16 end to end (weights, activations, KV cache; softmax, lens and KL in f32) keeps the
 /// greedy answers and stays within the bf16 tolerances: the CPU half of the GPU check's bf16 claim.
 #[test]
@@ -110,6 +142,7 @@ fn gpt2_scale_attn_by_inverse_layer_idx_divides_the_scores_of_block_l_by_l_plus_
         attention: true,
         forced_answer: Vec::new(),
         feeds: coconut_lens::thought::Feeds::none(),
+        sampling: Default::default(),
     };
     let attention = |dir: &std::path::Path| {
         let lm = load_model(&ModelSource::Local(dir.into()), &Device::Cpu, DType::F32).unwrap();

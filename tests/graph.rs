@@ -32,6 +32,7 @@ fn params(prompt: &str) -> RunParams {
         context_tokens: 0,
         interventions: Interventions::default(),
         thought_edits: Default::default(),
+        sampling: Default::default(),
     }
 }
 

@@ -25,6 +25,7 @@ fn spec() -> RunSpec {
         attention: false,
         forced_answer: Vec::new(),
         feeds: coconut_lens::thought::Feeds::none(),
+        sampling: Default::default(),
     }
 }
 

@@ -30,6 +30,7 @@ fn spec() -> RunSpec {
         attention: false,
         forced_answer: Vec::new(),
         feeds: Feeds::none(),
+        sampling: Default::default(),
     }
 }
 
@@ -301,6 +302,7 @@ fn params(prompt: &str, e: ThoughtEdits) -> RunParams {
         context_tokens: 0,
         interventions: Interventions::default(),
         thought_edits: e,
+        sampling: Default::default(),
     }
 }
 

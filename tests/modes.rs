@@ -23,6 +23,7 @@ fn spec(mode: ThoughtMode, n: usize, answer: usize) -> RunSpec {
         attention: false,
         forced_answer: Vec::new(),
         feeds: coconut_lens::thought::Feeds::none(),
+        sampling: Default::default(),
     }
 }
 

@@ -31,6 +31,7 @@ fn params(interventions: Interventions) -> RunParams {
         context_tokens: 0,
         interventions,
         thought_edits: Default::default(),
+        sampling: Default::default(),
     }
 }
 

@@ -137,3 +137,19 @@ fn a_damaged_or_unknown_session_is_a_one_line_error_before_the_terminal() {
     ]);
     assert_one_line_error(&out, "--session restores the thoughts and ablations");
 }
+
+/// The explorer takes analyze's sampling options and checks them before the terminal.
+#[test]
+fn the_explorer_checks_its_sampling_options() {
+    let base = ["--model", &model(), "--prompt", PROMPT];
+    let out = run(&[&base[..], &["--temperature", "-0.5"]].concat());
+    assert_one_line_error(&out, "--temperature must be a number >= 0");
+    let out = run(&[&base[..], &["--temperature", "0.8", "--top-p", "2"]].concat());
+    assert_one_line_error(&out, "--top-p must be in (0, 1]");
+    let out = run(&[
+        &base[..],
+        &["--temperature", "0.8", "--top-p", "0.9", "--seed", "3"],
+    ]
+    .concat());
+    assert_one_line_error(&out, "needs a terminal");
+}

@@ -34,6 +34,7 @@ pub fn spec() -> RunSpec {
         attention: false,
         forced_answer: Vec::new(),
         feeds: coconut_lens::thought::Feeds::none(),
+        sampling: Default::default(),
     }
 }
 
@@ -53,6 +54,7 @@ pub fn pipeline(m: &LoadedModel, ids: &[u32]) -> usize {
         context_tokens: 0,
         interventions: Interventions::default(),
         thought_edits: Default::default(),
+        sampling: Default::default(),
     };
     let a = analyze_run(&m.model, &m.tokenizer, &r, params, None).unwrap();
     a.analysis.steps.len() + a.analysis.blocks.len()

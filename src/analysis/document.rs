@@ -10,7 +10,7 @@ use super::graph::GraphAnalysis;
 use super::run::{FedThought, RunAnalysis, RunParams, Runtime, Step, analyze_run};
 use super::{BlockChoice, LensLayer, StepAnalysis, TokenProb};
 use crate::model::{Hooks, Model, ModelInfo, Tokenizer};
-use crate::thought::{Run, RunSpec, StepKind, run};
+use crate::thought::{Run, RunSpec, Sampling, StepKind, run};
 
 pub const SCHEMA: &str = "coconut-lens.analysis.v1";
 
@@ -69,6 +69,10 @@ pub struct AnalysisDocument {
     pub model: ModelInfo,
     #[serde(default)]
     pub runtime: Runtime,
+    /// How the answer was decoded: `{"method": "greedy"}` or `{"method": "sample",
+    /// "temperature": T, "top_p": P, "seed": S}`.
+    #[serde(default)]
+    pub sampling: Sampling,
     pub tokens: Vec<TokenInfo>,
     pub thoughts: Vec<ThoughtAnalysis>,
     pub answer: AnswerAnalysis,
@@ -136,6 +140,7 @@ impl AnalysisDocument {
             schema: SCHEMA.to_string(),
             model: a.model.clone(),
             runtime: a.runtime.clone(),
+            sampling: a.params.sampling,
             tokens: a
                 .input_ids
                 .iter()
@@ -183,6 +188,7 @@ pub fn analyze_prompt(
         context_tokens: spec.context_rows.saturating_sub(1),
         interventions: Default::default(),
         thought_edits: Default::default(),
+        sampling: spec.sampling,
     };
     let analysed = analyze_run(model, tokenizer, &run, params, None)?;
     let doc = AnalysisDocument::of_run(&analysed.analysis, tokenizer);

@@ -129,15 +129,13 @@ pub fn scored_spec_of_answer(
     check_step_in_range(spec, step)?;
     let n = answer_ids.len();
     let Some(&target) = answer_ids.get(step) else {
-        bail!("answer token {step} cannot be scored: the greedy answer has only {n} tokens");
+        bail!("answer token {step} cannot be scored: the answer has only {n} tokens");
     };
     if let Some(&end) = answer_ids[..step]
         .iter()
         .find(|id| model.info.eos_ids.contains(id))
     {
-        bail!(
-            "answer token {step} cannot be scored: the greedy answer ends (token {end}) before it"
-        );
+        bail!("answer token {step} cannot be scored: the answer ends (token {end}) before it");
     }
     let scored = RunSpec {
         forced_answer: answer_ids[..step].to_vec(),

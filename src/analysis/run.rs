@@ -14,8 +14,8 @@ use super::{BlockChoice, TokenProb, angular_profile, lens_summaries, prune_block
 use crate::model::{Interventions, Model, ModelInfo, Tokenizer};
 use crate::numeric::{kl, log_softmax_host};
 use crate::thought::{
-    self, Feeds, Run, RunSpec, StepKind, StepRecord, ThoughtCount, ThoughtEdits, ThoughtMode,
-    ThoughtOp,
+    self, Feeds, Run, RunSpec, Sampling, StepKind, StepRecord, ThoughtCount, ThoughtEdits,
+    ThoughtMode, ThoughtOp,
 };
 
 pub const SCHEMA: &str = "coconut-lens.run.v1";
@@ -35,6 +35,9 @@ pub struct RunParams {
     /// Interventions on the thoughts (what their slots receive, residual patches).
     #[serde(default, skip_serializing_if = "ThoughtEdits::is_empty")]
     pub thought_edits: ThoughtEdits,
+    /// How answer tokens are chosen (greedy unless a temperature is set).
+    #[serde(default, skip_serializing_if = "Sampling::is_greedy")]
+    pub sampling: Sampling,
 }
 
 impl RunParams {
@@ -63,6 +66,7 @@ impl RunParams {
             attention,
             forced_answer: Vec::new(),
             feeds: Feeds::none(),
+            sampling: self.sampling,
         }
     }
 }

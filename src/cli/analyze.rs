@@ -69,6 +69,7 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<()> {
         thoughts,
         interventions,
         thought_edits,
+        sampling,
     } = check_run(&args.model, &args.prompt, &args.run, args.top_k)?;
     if args.patch_sweep && args.run.patch_prompt.is_none() {
         bail!("--patch-sweep needs the clean prompt to patch from: pass --patch-prompt \"...\"");
@@ -105,6 +106,7 @@ pub fn analyze(args: &AnalyzeArgs) -> Result<()> {
         context_tokens: 0,
         interventions: interventions.clone(),
         thought_edits: thought_edits.clone(),
+        sampling,
     };
     let spec = params.spec(false);
     let (model, tokenizer) = (&loaded.model, &loaded.tokenizer);

@@ -8,7 +8,7 @@ use clap::Args;
 
 use crate::model::meta::ModelMeta;
 use crate::model::{DeviceSpec, Interventions, ModelSource, parse_dtype};
-use crate::thought::{ThoughtCount, ThoughtEdits, ThoughtMode};
+use crate::thought::{Sampling, ThoughtCount, ThoughtEdits, ThoughtMode};
 
 /// Where the bundled model lives, relative to the crate root.
 pub const BUNDLED_MODEL: &str = "assets/coconut-prosqa";
@@ -127,7 +127,20 @@ pub struct RunArgs {
     /// The mean thoughts `mean` uses (`eval --save-means`); default: the mean input embedding.
     #[arg(long, value_name = "FILE")]
     pub means: Option<PathBuf>,
-    /// Seeds noise:S and random:S.
+    /// Answer decoding: sample at this temperature (candle-transformers' LogitsProcessor);
+    /// 0 is greedy.
+    #[arg(
+        long,
+        value_name = "T",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    pub temperature: f64,
+    /// With --temperature: sample from the most likely tokens whose probability reaches P
+    /// (nucleus sampling; 1 keeps all tokens).
+    #[arg(long, value_name = "P", default_value_t = 1.0)]
+    pub top_p: f64,
+    /// Seeds noise:S, random:S and sampling.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }
@@ -195,6 +208,11 @@ impl RunArgs {
         Ok(edits)
     }
 
+    /// The answer's decoding rule (greedy unless --temperature is above 0).
+    pub fn sampling(&self) -> Result<Sampling> {
+        Sampling::new(self.temperature, self.top_p, self.seed)
+    }
+
     pub fn interventions(&self) -> Result<Interventions> {
         Ok(Interventions {
             ablated_heads: Interventions::parse_heads(&self.ablate_heads)?,
@@ -213,6 +231,7 @@ pub struct CheckedRun {
     pub thoughts: ThoughtCount,
     pub interventions: Interventions,
     pub thought_edits: ThoughtEdits,
+    pub sampling: Sampling,
 }
 
 /// Checks the arguments every single-run command shares, cheap ones first.
@@ -231,6 +250,7 @@ pub fn check_run(
     let thoughts = run.thought_count(default_thoughts(&source))?;
     let interventions = run.interventions()?;
     let thought_edits = run.thought_edits(thoughts)?;
+    let sampling = run.sampling()?;
     if top_k == 0 {
         bail!("--top-k must be at least 1");
     }
@@ -241,6 +261,7 @@ pub fn check_run(
         thoughts,
         interventions,
         thought_edits,
+        sampling,
     })
 }
 

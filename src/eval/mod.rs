@@ -190,6 +190,7 @@ pub fn evaluate_with(
         attention: false,
         forced_answer: Vec::new(),
         feeds: crate::thought::Feeds::none(),
+        sampling: Default::default(),
     };
     let hooks = Hooks::none(model.info.layers);
     if let Some(&k) = edit.ops.keys().find(|&&k| k > thoughts) {

@@ -206,24 +206,142 @@ fn check_shape(name: &str, t: &Tensor, expected: &Shape) -> candle_core::Result<
     Ok(())
 }
 
+/// Classes a `torch.save` state dict names in its pickle (besides the `torch.*Storage` types).
+const STATE_DICT_GLOBALS: &[(&str, &str)] = &[
+    ("collections", "OrderedDict"),
+    ("torch._utils", "_rebuild_tensor_v2"),
+    ("torch._utils", "_rebuild_parameter"),
+    ("torch._tensor", "_rebuild_from_type_v2"),
+];
+
+fn is_state_dict_global(module: &str, class: &str) -> bool {
+    STATE_DICT_GLOBALS.contains(&(module, class))
+        || (module == "torch" && class.ends_with("Storage"))
+}
+
+/// The first class or function a pickle names that a state dict never does (`posix.system`,
+/// `builtins.eval`, ...), found in the object tree candle's reader builds (nothing is called).
+fn foreign_global(obj: &candle_core::pickle::Object) -> Option<String> {
+    use candle_core::pickle::Object;
+    match obj {
+        Object::Class {
+            module_name,
+            class_name,
+        } => (!is_state_dict_global(module_name, class_name))
+            .then(|| format!("{module_name}.{class_name}")),
+        Object::Tuple(items) | Object::List(items) => items.iter().find_map(foreign_global),
+        Object::Dict(pairs) => pairs
+            .iter()
+            .find_map(|(k, v)| foreign_global(k).or_else(|| foreign_global(v))),
+        Object::Reduce { callable, args } | Object::Build { callable, args } => {
+            foreign_global(callable).or_else(|| foreign_global(args))
+        }
+        Object::PersistentLoad(inner) => foreign_global(inner),
+        _ => None,
+    }
+}
+
+/// Refuses a checkpoint whose pickle names anything but a state dict's classes: unpickled by
+/// Python such a file would run code. The pickle is only read (candle's reader executes nothing).
+fn check_pickle(path: &Path) -> Result<()> {
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not a readable PyTorch checkpoint (not a torch.save zip: {e})",
+            path.display()
+        )
+    })?;
+    let pickles: Vec<String> = zip
+        .file_names()
+        .filter_map(|n| n.ok())
+        .filter(|n| n.ends_with("data.pkl"))
+        .map(|n| n.into_owned())
+        .collect();
+    for name in pickles {
+        let entry = zip
+            .by_name(&name)
+            .with_context(|| format!("cannot read {name} in {}", path.display()))?;
+        let mut stack = candle_core::pickle::Stack::empty();
+        stack
+            .read_loop(&mut std::io::BufReader::new(entry))
+            .and_then(|()| stack.finalize())
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "{} is not a readable PyTorch checkpoint ({name}: {e})",
+                    path.display()
+                )
+            })
+            .and_then(|obj| match foreign_global(&obj) {
+                Some(call) => bail!(
+                    "{}: refused, its pickle calls {call}, which no state dict does (loading it in Python would run code; nothing was run)",
+                    path.display()
+                ),
+                None => Ok(()),
+            })?;
+    }
+    Ok(())
+}
+
+/// Where a tensor's values live in a checkpoint: tensors with the same key share storage (tied
+/// weights, `embedding.weight` beside `base_causallm.*.wte.weight`).
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct StorageView {
+    storage: String,
+    start: usize,
+    dims: Vec<usize>,
+    stride: Vec<usize>,
+}
+
+impl StorageView {
+    fn of(info: &candle_core::pickle::TensorInfo) -> Self {
+        Self {
+            storage: info.path.clone(),
+            start: info.layout.start_offset(),
+            dims: info.layout.dims().to_vec(),
+            stride: info.layout.stride().to_vec(),
+        }
+    }
+}
+
 /// A `torch.save` state dict (zip format), with a key prefix stripped
 /// (`base_causallm.` for checkpoints of the official Coconut code).
+///
+/// Tensors are read one at a time straight from the file into their buffer (candle's
+/// `PthTensors`: no copy of the file or of the pickle is held). A view that several keys share
+/// (a tied head) is read once and handed out again, not read twice.
 pub struct PthCheckpoint {
     inner: candle_core::pickle::PthTensors,
     prefix: String,
+    /// Views used by more than one key under the prefix.
+    shared_views: std::collections::HashSet<StorageView>,
+    /// Those of them already read, by view and dtype.
+    loaded: std::sync::Mutex<HashMap<(StorageView, DType), Tensor>>,
 }
 
 impl PthCheckpoint {
     pub fn open(path: &Path, prefix: &str) -> Result<Self> {
+        check_pickle(path)?;
         let inner = candle_core::pickle::PthTensors::new(path, None).map_err(|e| {
             anyhow::anyhow!(
                 "{} is not a readable PyTorch checkpoint ({e})",
                 path.display()
             )
         })?;
+        let mut uses: HashMap<StorageView, usize> = HashMap::new();
+        for (name, info) in inner.tensor_infos() {
+            if name.starts_with(prefix) {
+                *uses.entry(StorageView::of(info)).or_default() += 1;
+            }
+        }
         let ckpt = Self {
             inner,
             prefix: prefix.to_string(),
+            shared_views: uses
+                .into_iter()
+                .filter(|&(_, n)| n > 1)
+                .map(|(v, _)| v)
+                .collect(),
+            loaded: std::sync::Mutex::new(HashMap::new()),
         };
         if ckpt.names().next().is_none() {
             bail!(
@@ -249,6 +367,15 @@ impl PthCheckpoint {
             .get(&format!("{}{name}", self.prefix))?;
         Some(info.layout.dims().to_vec())
     }
+
+    fn read(&self, full: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        match self.inner.get(full)? {
+            Some(t) => t.to_dtype(dtype)?.to_device(dev),
+            None => Err(candle_core::Error::Msg(format!(
+                "tensor {full} not found in the checkpoint"
+            ))),
+        }
+    }
 }
 
 impl SimpleBackend for PthCheckpoint {
@@ -267,17 +394,73 @@ impl SimpleBackend for PthCheckpoint {
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
         let full = format!("{}{name}", self.prefix);
-        match self.inner.get(&full)? {
-            Some(t) => t.to_dtype(dtype)?.to_device(dev),
-            None => Err(candle_core::Error::Msg(format!(
-                "tensor {full} not found in the checkpoint"
-            ))),
+        let view = self
+            .inner
+            .tensor_infos()
+            .get(&full)
+            .map(StorageView::of)
+            .filter(|v| self.shared_views.contains(v));
+        let Some(view) = view else {
+            return self.read(&full, dtype, dev);
+        };
+        let mut loaded = self
+            .loaded
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("checkpoint reader poisoned".into()))?;
+        if let Some(t) = loaded.get(&(view.clone(), dtype)) {
+            return Ok(t.clone());
         }
+        let t = self.read(&full, dtype, dev)?;
+        loaded.insert((view, dtype), t.clone());
+        Ok(t)
     }
 
     fn contains_tensor(&self, name: &str) -> bool {
         self.inner
             .tensor_infos()
             .contains_key(&format!("{}{name}", self.prefix))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(path: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/models")
+            .join(path)
+    }
+
+    #[test]
+    fn a_tied_head_is_read_once_and_shared() {
+        let ckpt = PthCheckpoint::open(
+            &fixture("gpt2-tiny-coconut-ckpt/checkpoint_2"),
+            "base_causallm.",
+        )
+        .unwrap();
+        let get = |name: &str| ckpt.get_unchecked(name, DType::F32, &Device::Cpu).unwrap();
+        let (wte, head) = (get("transformer.wte.weight"), get("lm_head.weight"));
+        assert_eq!(wte.id(), head.id(), "one tensor, not two copies");
+        let (ln, ln_again) = (
+            get("transformer.ln_f.weight"),
+            get("transformer.ln_f.weight"),
+        );
+        assert_ne!(ln.id(), ln_again.id(), "unshared tensors are not kept");
+        assert_eq!(
+            ln.to_vec1::<f32>().unwrap(),
+            ln_again.to_vec1::<f32>().unwrap()
+        );
+    }
+
+    #[test]
+    fn a_pickle_that_calls_anything_else_is_refused() {
+        let path = fixture("malicious-ckpt/checkpoint_1");
+        let err = PthCheckpoint::open(&path, "base_causallm.")
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(err.contains("calls posix.system"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
     }
 }

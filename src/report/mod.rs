@@ -138,6 +138,7 @@ pub fn superposition(
         attention: false,
         forced_answer: Vec::new(),
         feeds: Feeds::none(),
+        sampling: Default::default(),
     };
     let hooks = Hooks::none(model.info.layers);
     // [thought][group] values.

@@ -105,6 +105,7 @@ fn params_of(inputs: &SessionInputs) -> Result<RunParams> {
         context_tokens: set.context_tokens.unwrap_or(CONTEXT_TOKENS),
         interventions: inputs.ablations.clone(),
         thought_edits: Default::default(),
+        sampling: Default::default(),
     })
 }
 

@@ -1,12 +1,14 @@
-//! The continuous-thought runner: prompt, then thoughts, then the greedy answer.
+//! The continuous-thought runner: prompt, then thoughts, then the answer (greedy or sampled).
 //!
 //! The prefix runs once; each thought and each answer token is one cached step. Every mode is a
 //! small rule for "what is the next input embedding" given the last final hidden state, and
 //! [`Feeds`] may replace what a thought's slot receives.
 
 pub mod intervene;
+pub mod sampling;
 
 pub use intervene::{Feeds, ResidPatch, ThoughtEdits, ThoughtMeans, ThoughtOp};
+pub use sampling::{Sampler, Sampling};
 
 use anyhow::{Result, bail};
 use candle_core::{D, IndexOp, Tensor};
@@ -111,11 +113,13 @@ pub struct RunSpec {
     pub context_rows: usize,
     /// Record attention probabilities of every step.
     pub attention: bool,
-    /// Answer tokens fed in place of the first greedy ones (teacher forcing); the rest of
-    /// the answer is greedy. Empty for plain greedy decoding.
+    /// Answer tokens fed in place of the first decoded ones (teacher forcing); the rest of
+    /// the answer is decoded by `sampling`. Empty for plain decoding.
     pub forced_answer: Vec<u32>,
     /// Interventions on what the thoughts feed back.
     pub feeds: Feeds,
+    /// How the answer tokens after the forced ones are chosen (greedy or sampled).
+    pub sampling: Sampling,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -206,10 +210,6 @@ fn record(
         logits,
         attention,
     })
-}
-
-fn argmax(logits: &Tensor) -> Result<u32> {
-    Ok(logits.argmax(D::Minus1)?.to_scalar::<u32>()?)
 }
 
 /// The Soft Thinking input: renormalised top-k / top-p mix of token embeddings, `[D]`.
@@ -396,12 +396,13 @@ pub fn run(
 
     let mut answer = Vec::new();
     let mut answer_ids = Vec::new();
+    let mut sampler = spec.sampling.sampler();
     let mut here = last;
     for i in 0.. {
         here.kind = StepKind::Answer(i);
         let tok = match spec.forced_answer.get(i) {
             Some(&forced) => forced,
-            None => argmax(&here.logits)?,
+            None => sampler.next(&here.logits)?,
         };
         answer.push(here);
         if i >= spec.max_new_tokens {

@@ -54,6 +54,7 @@ pub fn main(args: &TuiArgs) -> Result<()> {
         thoughts,
         interventions,
         thought_edits,
+        sampling,
     } = check_run(&args.model, &args.prompt, &args.run, args.top_k)?;
     let device: DeviceSpec = args.model.device.parse()?;
     let dtype = args.model.dtype.as_deref().map(parse_dtype).transpose()?;
@@ -71,6 +72,7 @@ pub fn main(args: &TuiArgs) -> Result<()> {
         context_tokens: args.context_tokens,
         interventions,
         thought_edits,
+        sampling,
     };
     let soft = match mode {
         ThoughtMode::Soft { top_k, top_p } => (top_k, top_p),

@@ -93,6 +93,7 @@ pub fn params(shape: SampleShape) -> RunParams {
         context_tokens: shape.context,
         interventions: Interventions::default(),
         thought_edits: Default::default(),
+        sampling: Default::default(),
     }
 }
 

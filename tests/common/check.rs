@@ -190,6 +190,7 @@ fn spec_of(case: &Case) -> RunSpec {
         attention: case.attention_last.is_some(),
         forced_answer: Vec::new(),
         feeds: coconut_lens::thought::Feeds::none(),
+        sampling: Default::default(),
     }
 }
 

@@ -34,6 +34,7 @@ pub fn tiny_params() -> RunParams {
         context_tokens: 3,
         interventions: Interventions::default(),
         thought_edits: Default::default(),
+        sampling: Default::default(),
     }
 }
 

@@ -371,3 +371,12 @@ fn clicking_a_node_shows_it_at_every_step_and_layer() {
     assert_eq!(app.graph_node, None);
     assert!(find(&screen(&app, 80, 24), "Mass by depth").is_some());
 }
+
+#[test]
+fn the_header_names_a_sampled_run_and_not_a_greedy_one() {
+    let mut app = on_tab('1');
+    assert!(!row_text(&screen(&app, 120, 40), 1).contains("sampled"));
+    app.params.sampling = crate::thought::Sampling::new(0.8, 0.9, 3).unwrap();
+    let line = row_text(&screen(&app, 120, 40), 1);
+    assert!(line.contains("sampled T=0.8 p=0.9 seed 3"), "{line}");
+}

@@ -254,13 +254,23 @@ fn render_header(app: &App, area: Rect, frame: &mut Frame) {
     } else {
         Span::raw(last)
     };
-    let line2 = Line::from(vec![
+    let mut line2 = vec![
         Span::raw(" mode ").dark_gray(),
         Span::raw(mode_label(&app.params.mode)).bold(),
         sep(),
         Span::raw("thoughts ").dark_gray(),
         Span::raw(thoughts_label(app)).bold(),
         sep(),
+    ];
+    // Sampled answers say so; greedy ones (the default) say nothing.
+    if !app.params.sampling.is_greedy() {
+        line2.extend([
+            Span::raw("sampled ").dark_gray(),
+            Span::raw(app.params.sampling.label()).bold(),
+            sep(),
+        ]);
+    }
+    line2.extend([
         Span::raw("ablated ").dark_gray(),
         Span::styled(
             format!(
@@ -273,6 +283,7 @@ fn render_header(app: &App, area: Rect, frame: &mut Frame) {
         sep(),
         last,
     ]);
+    let line2 = Line::from(line2);
     frame.render_widget(Paragraph::new(vec![line1, line2]), area);
 }
 
