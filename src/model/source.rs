@@ -87,7 +87,7 @@ impl ModelSource {
         if path.is_file() {
             let Some(base) = base else {
                 bail!(
-                    "{model} is a file: a Coconut checkpoint needs --base SRC (the folder or hub id with config.json and tokenizer.json)"
+                    "{model} is a file: a Coconut or CODI checkpoint needs --base SRC (the folder or hub id with config.json and tokenizer.json)"
                 );
             };
             let base = Self::parse_base(base)?;
@@ -403,6 +403,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("no such folder"), "{err}");
-        assert!(ModelSource::parse("owner/name", Some("x/y")).is_err());
+        // A hub id with a base is a CODI checkpoint repo; a missing path with a base is an error.
+        assert!(matches!(
+            ModelSource::parse("owner/name", Some("x/y")).unwrap(),
+            ModelSource::Codi {
+                checkpoint: CodiCheckpoint::Hub { .. },
+                ..
+            }
+        ));
+        assert!(ModelSource::parse("./not/here", Some("x/y")).is_err());
     }
 }
