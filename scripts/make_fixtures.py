@@ -1016,6 +1016,10 @@ def main() -> None:
     for name in INTERVENTION_MODELS:
         write_intervention_golden(name, checks)
     checks.raise_if_failed()
+    # The CODI checkpoints are built on the base folders written above.
+    import make_codi_fixtures
+
+    make_codi_fixtures.main()
 
     total = sum(f.stat().st_size for f in FIXTURES.rglob("*") if f.is_file())
     probs = sorted(checks.max_probs)

@@ -219,7 +219,7 @@ fn tokenizer_file_loads_and_is_reproducible() {
     let engine = coconut_lens::model::tokenizer::Tokenizer::from_file(&path).unwrap();
     let coconut = engine.coconut.expect("Coconut tokens present");
     assert_eq!(engine.vocab_size(), tokenizer::vocabulary().len());
-    assert!(coconut.latent as usize == tokenizer::vocabulary().len() - 1);
+    assert!(coconut.latent == Some((tokenizer::vocabulary().len() - 1) as u32));
     let ids = engine.encode_prompt(&PROBLEMS[1].question).unwrap();
     assert_eq!(engine.decode(&ids).unwrap(), text);
 }

@@ -221,7 +221,7 @@ fn pause_mode_is_the_latent_token_sequence() {
     );
     let mut ids = m.tokenizer.encode_prompt(PROMPT).unwrap();
     ids.push(mk.start);
-    ids.extend([mk.latent; 3]);
+    ids.extend([mk.latent.unwrap(); 3]);
     ids.push(mk.end);
     assert_eq!(r.input_ids, ids);
     // The same ids as plain tokens give the same answer.

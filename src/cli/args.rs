@@ -26,11 +26,13 @@ pub fn bundled_model_path() -> PathBuf {
 /// Where the model comes from and where it runs.
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// Model: a local Hugging Face folder, a hub id `owner/name[@revision]`, or a Coconut
-    /// checkpoint file (with --base). Default: the bundled model.
+    /// Model: a local Hugging Face folder, a hub id `owner/name[@revision]`, a Coconut
+    /// checkpoint file, or a CODI checkpoint file, folder or hub id (both with --base).
+    /// Default: the bundled model.
     #[arg(long, value_name = "SRC")]
     pub model: Option<String>,
-    /// For a Coconut checkpoint: the folder or hub id providing config.json and tokenizer.json.
+    /// For a Coconut or CODI checkpoint: the folder or hub id providing config.json and
+    /// tokenizer.json.
     #[arg(long, value_name = "SRC")]
     pub base: Option<String>,
     /// auto, cpu, cuda or cuda:N.
@@ -151,7 +153,7 @@ impl ModelArgs {
             Some(m) => ModelSource::parse(m, self.base.as_deref()),
             None => {
                 if self.base.is_some() {
-                    bail!("--base needs --model naming a Coconut checkpoint file");
+                    bail!("--base needs --model naming a Coconut or CODI checkpoint");
                 }
                 let bundled = bundled_model_path();
                 if !bundled.is_dir() {

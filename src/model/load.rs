@@ -10,7 +10,7 @@ use super::config::ArchConfig;
 use super::source::{ModelSource, WeightFiles};
 use super::tokenizer::Tokenizer;
 use super::weights::{MmapSafetensors, PthCheckpoint};
-use super::{Arch, Model, ModelInfo, Net, gpt2, llama};
+use super::{Arch, Family, Model, ModelInfo, Net, codi, gpt2, llama};
 
 /// Key prefix of the model inside checkpoints of the official Coconut code.
 pub const COCONUT_PREFIX: &str = "base_causallm.";
@@ -127,9 +127,13 @@ pub fn load_model(source: &ModelSource, device: &Device, dtype: DType) -> Result
     let mut cfg =
         ArchConfig::from_json(&config_text).with_context(|| files.config.display().to_string())?;
     let mut tokenizer = Tokenizer::from_file(&files.tokenizer)?;
+    if let WeightFiles::Codi(codi_files) = &files.weights {
+        return codi::load(codi_files, cfg, tokenizer, source, device, dtype);
+    }
 
     let backend: Box<dyn candle_nn::var_builder::SimpleBackend> = match &files.weights {
         WeightFiles::Safetensors(paths) => Box::new(MmapSafetensors::open(paths)?),
+        WeightFiles::Codi(_) => unreachable!("loaded above"),
         WeightFiles::CoconutCheckpoint(path) => {
             let ckpt = PthCheckpoint::open(path, COCONUT_PREFIX)?;
             // The Coconut code adds its three tokens and resizes the embeddings to match.
@@ -183,6 +187,7 @@ impl Model {
                     .map_err(|e| anyhow::anyhow!("loading GPT-2 weights: {e}"))?;
                 let info = ModelInfo {
                     arch: Arch::Gpt2,
+                    family: Family::Coconut,
                     layers: c.n_layer,
                     heads: c.n_head,
                     kv_heads: c.n_head,
@@ -198,6 +203,7 @@ impl Model {
                     .map_err(|e| anyhow::anyhow!("loading Llama weights: {e}"))?;
                 let info = ModelInfo {
                     arch: Arch::Llama,
+                    family: Family::Coconut,
                     layers: c.num_hidden_layers,
                     heads: c.num_attention_heads,
                     kv_heads: c.num_key_value_heads,
@@ -214,6 +220,7 @@ impl Model {
             net,
             device,
             dtype,
+            projection: None,
         })
     }
 }

@@ -1,4 +1,4 @@
-//! Models: loading (local folder, hub id, Coconut checkpoint), and an instrumented forward pass
+//! Models: loading (local folder, hub id, Coconut or CODI checkpoint), and an instrumented forward pass
 //! over input embeddings with named capture points and interventions.
 //!
 //! A [`Capture`] asks for the residual stream x^0..x^L at some rows (x^l enters block l, x^0 =
@@ -8,6 +8,7 @@
 //! head's output before the output projection (`head_out.{l}.{h}`).
 
 pub mod attention;
+pub mod codi;
 pub mod config;
 pub mod fused;
 pub mod gpt2;
@@ -61,10 +62,33 @@ impl Arch {
     }
 }
 
+/// How a model's continuous thoughts are fed back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// Coconut: the final hidden state itself (also every plain model folder).
+    #[default]
+    Coconut,
+    /// CODI (Shen et al. 2025): the final hidden state through CODI's projection.
+    Codi,
+}
+
+impl Family {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Coconut => "Coconut",
+            Self::Codi => "CODI",
+        }
+    }
+}
+
 /// What the rest of the program needs to know about a model.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ModelInfo {
     pub arch: Arch,
+    /// Absent in files written before CODI support: those are all Coconut.
+    #[serde(default)]
+    pub family: Family,
     pub layers: usize,
     pub heads: usize,
     pub kv_heads: usize,
@@ -229,6 +253,8 @@ pub struct Model {
     net: Net,
     device: Device,
     dtype: DType,
+    /// CODI's projection of a thought before it is fed back.
+    projection: Option<codi::Projection>,
 }
 
 impl Model {
@@ -238,6 +264,15 @@ impl Model {
 
     pub fn dtype(&self) -> DType {
         self.dtype
+    }
+
+    /// What recycled final hidden states `[N, D]` feed as the next inputs: themselves
+    /// (Coconut), or their CODI projection.
+    pub fn thought_input(&self, hidden: &Tensor) -> Result<Tensor> {
+        Ok(match &self.projection {
+            Some(p) => p.forward(hidden)?,
+            None => hidden.clone(),
+        })
     }
 
     /// Hooks for a set of interventions (validated against the model).

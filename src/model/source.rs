@@ -1,10 +1,13 @@
-//! Where a model comes from: a local Hugging Face folder, a hub id, or a Coconut checkpoint.
+//! Where a model comes from: a local Hugging Face folder, a hub id, or a Coconut or CODI
+//! checkpoint.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use hf_hub::{Repo, RepoType};
+
+use super::codi::{CodiCheckpoint, CodiFiles, is_codi_checkpoint};
 
 /// The parsed `--model` (and `--base`) arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +25,12 @@ pub enum ModelSource {
         checkpoint: PathBuf,
         base: Box<ModelSource>,
     },
+    /// A CODI checkpoint (`codi.*` and `prj.*` keys; a file, a folder or a hub repo), with the
+    /// source that provides `config.json` and `tokenizer.json`.
+    Codi {
+        checkpoint: CodiCheckpoint,
+        base: Box<ModelSource>,
+    },
 }
 
 /// The files a model is built from.
@@ -36,6 +45,7 @@ pub struct ModelFiles {
 pub enum WeightFiles {
     Safetensors(Vec<PathBuf>),
     CoconutCheckpoint(PathBuf),
+    Codi(CodiFiles),
 }
 
 impl fmt::Display for ModelSource {
@@ -53,6 +63,7 @@ impl fmt::Display for ModelSource {
             Self::Coconut { checkpoint, base } => {
                 write!(f, "{} (base {base})", checkpoint.display())
             }
+            Self::Codi { checkpoint, base } => write!(f, "{checkpoint} (CODI, base {base})"),
         }
     }
 }
@@ -76,20 +87,36 @@ impl ModelSource {
         if path.is_file() {
             let Some(base) = base else {
                 bail!(
-                    "{model} is a file: a Coconut checkpoint needs --base SRC (the folder or hub id with config.json and tokenizer.json)"
+                    "{model} is a file: a Coconut or CODI checkpoint needs --base SRC (the folder or hub id with config.json and tokenizer.json)"
                 );
             };
-            let base = Self::parse(base, None).context("--base")?;
-            if matches!(base, Self::Coconut { .. }) {
-                bail!("--base must be a model folder or hub id, not a checkpoint file");
+            let base = Self::parse_base(base)?;
+            if is_codi_checkpoint(path) {
+                return Ok(Self::Codi {
+                    checkpoint: CodiCheckpoint::File(path.to_path_buf()),
+                    base,
+                });
             }
             return Ok(Self::Coconut {
                 checkpoint: path.to_path_buf(),
-                base: Box::new(base),
+                base,
             });
         }
-        if base.is_some() {
-            bail!("--base is only used with a Coconut checkpoint file as --model");
+        if let Some(base) = base {
+            // A folder or hub repo with a base: a CODI checkpoint.
+            let checkpoint = if path.is_dir() {
+                CodiCheckpoint::Folder(path.to_path_buf())
+            } else if let Self::Hub { repo, revision } = Self::parse(model, None)? {
+                CodiCheckpoint::Hub { repo, revision }
+            } else {
+                bail!(
+                    "--base is only used with a checkpoint as --model: a Coconut or CODI checkpoint file, or a CODI checkpoint folder or hub repo"
+                );
+            };
+            return Ok(Self::Codi {
+                checkpoint,
+                base: Self::parse_base(base)?,
+            });
         }
         if path.is_dir() {
             return Ok(Self::Local(path.to_path_buf()));
@@ -103,6 +130,15 @@ impl ModelSource {
             return Ok(Self::Hub { repo, revision });
         }
         bail!("{model}: no such folder or file (and not a hub id of the form owner/name)")
+    }
+
+    /// `--base`: a model folder or hub id.
+    fn parse_base(base: &str) -> Result<Box<Self>> {
+        let base = Self::parse(base, None).context("--base")?;
+        if matches!(base, Self::Coconut { .. } | Self::Codi { .. }) {
+            bail!("--base must be a model folder or hub id, not a checkpoint file");
+        }
+        Ok(Box::new(base))
     }
 
     /// Finds (and for hub ids, downloads when needed) the files of the model.
@@ -120,6 +156,14 @@ impl ModelSource {
                     weights: WeightFiles::CoconutCheckpoint(checkpoint.clone()),
                 })
             }
+            Self::Codi { checkpoint, base } => {
+                let (config, tokenizer) = base.config_and_tokenizer()?;
+                Ok(ModelFiles {
+                    config,
+                    tokenizer,
+                    weights: WeightFiles::Codi(checkpoint.resolve()?),
+                })
+            }
         }
     }
 
@@ -131,7 +175,9 @@ impl ModelSource {
                 let mut repo = HubRepo::new(repo, revision.as_deref());
                 Ok((repo.get("config.json")?, repo.get("tokenizer.json")?))
             }
-            Self::Coconut { .. } => bail!("--base must be a model folder or hub id"),
+            Self::Coconut { .. } | Self::Codi { .. } => {
+                bail!("--base must be a model folder or hub id")
+            }
         }
     }
 }
@@ -285,6 +331,36 @@ fn resolve_hub(id: &str, revision: Option<&str>) -> Result<ModelFiles> {
     })
 }
 
+/// The first of `names` that hub repo `id` has: cached, else downloaded in that order.
+pub(super) fn hub_first_of(id: &str, revision: Option<&str>, names: &[&str]) -> Result<PathBuf> {
+    let mut repo = HubRepo::new(id, revision);
+    if let Some(p) = names.iter().find_map(|n| repo.cached(n)) {
+        return Ok(p);
+    }
+    let mut first_err = None;
+    for name in names {
+        match repo.get(name) {
+            Ok(p) => return Ok(p),
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_err.unwrap_or_else(|| anyhow::anyhow!("{id}: no file asked for")))
+}
+
+/// An optional file of hub repo `id`: cached, else downloaded; `None` when it cannot be had.
+pub(super) fn hub_optional(id: &str, revision: Option<&str>, name: &str) -> Option<PathBuf> {
+    let mut repo = HubRepo::new(id, revision);
+    if let Some(p) = repo.cached(name) {
+        return Some(p);
+    }
+    if offline() {
+        return None;
+    }
+    repo.api().ok()?.get(name).ok()
+}
+
 fn shards_from_hub(repo: &mut HubRepo, index: &Path) -> Result<Vec<PathBuf>> {
     let listed = super::weights::MmapSafetensors::shard_paths(index)?;
     listed
@@ -327,6 +403,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("no such folder"), "{err}");
-        assert!(ModelSource::parse("owner/name", Some("x/y")).is_err());
+        // A hub id with a base is a CODI checkpoint repo; a missing path with a base is an error.
+        assert!(matches!(
+            ModelSource::parse("owner/name", Some("x/y")).unwrap(),
+            ModelSource::Codi {
+                checkpoint: CodiCheckpoint::Hub { .. },
+                ..
+            }
+        ));
+        assert!(ModelSource::parse("./not/here", Some("x/y")).is_err());
     }
 }

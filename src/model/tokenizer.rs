@@ -1,4 +1,4 @@
-//! A `tokenizer.json` with the three Coconut tokens.
+//! A `tokenizer.json` with the three Coconut tokens (or CODI's bot and eot ids).
 
 use std::path::Path;
 
@@ -9,18 +9,30 @@ pub const START_LATENT: &str = "<|start-latent|>";
 pub const END_LATENT: &str = "<|end-latent|>";
 pub const LATENT: &str = "<|latent|>";
 
-/// Ids of the Coconut markers.
+/// Ids of the markers around the thoughts: Coconut's three tokens, or CODI's bot and eot
+/// (CODI has no latent token: its thought slots carry no id).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CoconutTokens {
     pub start: u32,
     pub end: u32,
-    pub latent: u32,
+    pub latent: Option<u32>,
+}
+
+/// How a question becomes the input text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PromptFormat {
+    /// The Coconut code's `question + "\n"`.
+    #[default]
+    Coconut,
+    /// CODI's `test.py`: `question.strip().replace("  ", " ")`, no newline.
+    Codi,
 }
 
 #[derive(Clone)]
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     pub coconut: Option<CoconutTokens>,
+    pub prompt_format: PromptFormat,
 }
 
 impl Tokenizer {
@@ -30,6 +42,7 @@ impl Tokenizer {
         let mut tok = Self {
             inner,
             coconut: None,
+            prompt_format: PromptFormat::default(),
         };
         tok.coconut = tok.find_coconut();
         Ok(tok)
@@ -39,7 +52,7 @@ impl Tokenizer {
         Some(CoconutTokens {
             start: self.token_id(START_LATENT)?,
             end: self.token_id(END_LATENT)?,
-            latent: self.token_id(LATENT)?,
+            latent: Some(self.token_id(LATENT)?),
         })
     }
 
@@ -57,6 +70,18 @@ impl Tokenizer {
         Ok(())
     }
 
+    /// Adds special tokens that are missing, in order (each takes the next id).
+    pub fn add_special_tokens(&mut self, tokens: &[&str]) -> Result<()> {
+        for &t in tokens {
+            if self.token_id(t).is_none() {
+                self.inner
+                    .add_special_tokens([AddedToken::from(t, true)])
+                    .map_err(|e| anyhow::anyhow!("cannot add {t} to the tokenizer: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+
     /// The Hugging Face tokenizer itself.
     pub fn inner(&self) -> &tokenizers::Tokenizer {
         &self.inner
@@ -71,14 +96,19 @@ impl Tokenizer {
         self.inner.get_vocab_size(true)
     }
 
-    /// `encode(prompt + "\n", add_special_tokens = true)`.
+    /// `encode(prompt + "\n", add_special_tokens = true)`, or CODI's text of the prompt (see
+    /// [`PromptFormat`]).
     pub fn encode_prompt(&self, prompt: &str) -> Result<Vec<u32>> {
         if prompt.trim().is_empty() {
             bail!("the prompt is empty");
         }
+        let text = match self.prompt_format {
+            PromptFormat::Coconut => format!("{prompt}\n"),
+            PromptFormat::Codi => prompt.trim().replace("  ", " "),
+        };
         let enc = self
             .inner
-            .encode(format!("{prompt}\n"), true)
+            .encode(text, true)
             .map_err(|e| anyhow::anyhow!("cannot tokenize the prompt: {e}"))?;
         Ok(enc.get_ids().to_vec())
     }

@@ -102,6 +102,10 @@ impl MmapSafetensors {
         self.entries.keys().map(String::as_str)
     }
 
+    pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.entries.get(name).map(|e| e.shape.clone())
+    }
+
     fn load(&self, name: &str) -> Result<Tensor> {
         let entry = self
             .entries

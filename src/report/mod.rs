@@ -287,6 +287,7 @@ pub fn value(
         attention: false,
         forced_answer: Vec::new(),
         feeds: Feeds::none(),
+        sampling: Default::default(),
     };
     let hooks = Hooks::none(model.info.layers);
     let counts = thoughts.saturating_sub(1);

@@ -14,14 +14,15 @@ use anyhow::{Result, bail};
 use candle_core::{D, IndexOp, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Capture, Hooks, KvCache, Model, Tokenizer};
+use crate::model::{Capture, Family, Hooks, KvCache, Model, Tokenizer};
 use crate::numeric::{entropy, top_k_indices, top_k_rows};
 
 /// How a thought becomes the next input embedding.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", tag = "name")]
 pub enum ThoughtMode {
-    /// Coconut: the final hidden state (after the final norm) is the next input embedding.
+    /// Coconut: the final hidden state (after the final norm) is the next input embedding; for
+    /// a CODI model, its projection.
     Coconut,
     /// Soft Thinking: the probability-weighted mix of the embeddings of the top tokens.
     Soft { top_k: usize, top_p: f32 },
@@ -212,6 +213,22 @@ fn record(
     })
 }
 
+/// The logits `[V]` an answer token is chosen from. CODI's decoding never picks its eot id,
+/// the last (`logits[:, -1, :vocab_size - 1]` in its `test.py`).
+pub fn answer_logits(model: &Model, logits: &Tensor) -> Result<Tensor> {
+    Ok(match model.info.family {
+        Family::Codi => logits.narrow(0, 0, logits.dim(0)? - 1)?,
+        Family::Coconut => logits.clone(),
+    })
+}
+
+/// The greedy answer token of logits `[V]` (see [`answer_logits`]).
+pub fn answer_argmax(model: &Model, logits: &Tensor) -> Result<u32> {
+    Ok(answer_logits(model, logits)?
+        .argmax(D::Minus1)?
+        .to_scalar::<u32>()?)
+}
+
 /// The Soft Thinking input: renormalised top-k / top-p mix of token embeddings, `[D]`.
 pub fn soft_embedding(model: &Model, logits: &Tensor, top_k: usize, top_p: f32) -> Result<Tensor> {
     let probs = candle_nn::ops::softmax_last_dim(&logits.to_dtype(candle_core::DType::F32)?)?;
@@ -266,7 +283,7 @@ pub fn prefix_ids(
         bail!("the prompt encodes to no tokens");
     }
     let markers = tokenizer.coconut;
-    if spec.mode == ThoughtMode::Pause && markers.is_none() {
+    if spec.mode == ThoughtMode::Pause && markers.and_then(|m| m.latent).is_none() {
         bail!("pause mode needs the <|latent|> token, which this tokenizer does not have");
     }
     let max = max_thoughts(spec);
@@ -297,9 +314,9 @@ pub fn next_embeddings(
     logits: &Tensor,
 ) -> Result<(Tensor, Vec<Option<u32>>)> {
     let b = hidden.dim(0)?;
-    let latent = tokenizer.coconut.map(|m| m.latent);
+    let latent = tokenizer.coconut.and_then(|m| m.latent);
     Ok(match mode {
-        ThoughtMode::Coconut => (hidden.clone(), vec![latent; b]),
+        ThoughtMode::Coconut => (model.thought_input(hidden)?, vec![latent; b]),
         ThoughtMode::Pause => {
             let latent = latent.expect("pause mode is checked before running");
             let e = model.embed_ids(&vec![latent; b])?;
@@ -402,7 +419,7 @@ pub fn run(
         here.kind = StepKind::Answer(i);
         let tok = match spec.forced_answer.get(i) {
             Some(&forced) => forced,
-            None => sampler.next(&here.logits)?,
+            None => sampler.next(&answer_logits(model, &here.logits)?)?,
         };
         answer.push(here);
         if i >= spec.max_new_tokens {

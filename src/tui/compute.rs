@@ -29,6 +29,7 @@ pub fn model_summary(lm: &LoadedModel) -> ModelSummary {
         ModelSource::Coconut { checkpoint, .. } => checkpoint
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+        ModelSource::Codi { checkpoint, .. } => checkpoint.short_name(),
     };
     let runtime = Runtime {
         device: device_label(lm.model.device()),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::analysis::effect::PatchSweep;
 use crate::analysis::importance::{Importance, ImportanceMethod};
 use crate::analysis::run::{RunAnalysis, RunParams, Runtime};
-use crate::model::ModelInfo;
+use crate::model::{Family, ModelInfo};
 use crate::session::Session;
 
 /// What the header needs to know about the loaded model.
@@ -17,6 +17,8 @@ pub struct ModelSummary {
     /// Short name: the folder, hub id or checkpoint file name.
     pub name: String,
     pub arch: String,
+    /// How its thoughts are fed back (the header names CODI models).
+    pub family: Family,
     pub layers: usize,
     pub heads: usize,
     pub d_model: usize,
@@ -32,6 +34,7 @@ impl ModelSummary {
         ModelSummary {
             name,
             arch: info.arch.label().to_string(),
+            family: info.family,
             layers: info.layers,
             heads: info.heads,
             d_model: info.d_model,

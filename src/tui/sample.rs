@@ -74,6 +74,7 @@ pub fn model_summary(shape: SampleShape) -> ModelSummary {
     ModelSummary {
         name: "sample-model".into(),
         arch: "GPT-2".into(),
+        family: crate::model::Family::Coconut,
         layers: shape.layers,
         heads: shape.heads,
         d_model: 64 * shape.heads,
@@ -232,6 +233,7 @@ pub fn analysis(shape: SampleShape, interventions: Interventions) -> RunAnalysis
         },
         model: crate::model::ModelInfo {
             arch: crate::model::Arch::Gpt2,
+            family: crate::model::Family::Coconut,
             layers: shape.layers,
             heads: shape.heads,
             kv_heads: shape.heads,

@@ -22,6 +22,7 @@ use super::keymap::{BINDINGS, hints};
 use super::tab::Tab;
 use super::widgets::{self, ANSWER, KEY, PROMPT, SCALE, THOUGHT, fit, pct, width};
 use crate::analysis::run::RunAnalysis;
+use crate::model::Family;
 use crate::thought::StepKind;
 use crate::thought::{ThoughtCount, ThoughtMode};
 
@@ -218,11 +219,17 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 fn render_header(app: &App, area: Rect, frame: &mut Frame) {
     let m = app.model.as_ref().expect("loaded");
     let sep = || Span::raw(" · ").dark_gray();
-    let line1 = Line::from(vec![
+    let mut line1 = vec![
         Span::raw(" coconut-lens ").bold().cyan(),
         Span::raw("│ ").dark_gray(),
         Span::raw(m.name.clone()).bold(),
         sep(),
+    ];
+    // Coconut is the default family; a CODI model says so (its thoughts pass a projection).
+    if m.family == Family::Codi {
+        line1.extend([Span::raw(m.family.label()).bold().magenta(), sep()]);
+    }
+    line1.extend([
         Span::raw(m.arch.clone()),
         sep(),
         Span::raw(format!("{} layers × {} heads", m.layers, m.heads)),
@@ -233,6 +240,7 @@ fn render_header(app: &App, area: Rect, frame: &mut Frame) {
         sep(),
         Span::raw(m.dtype.clone()),
     ]);
+    let line1 = Line::from(line1);
     let iv = &app.params.interventions;
     let ablated_style = if iv.is_empty() {
         Style::default()
@@ -304,17 +312,17 @@ pub fn timeline_segments(app: &App, run: &RunAnalysis, avail: u16) -> Vec<Segmen
     if first_prompt.is_some_and(|i| run.steps[i].position > 0) {
         segs.push(("…".into(), Style::default().fg(PROMPT), None));
     }
+    let (start, end) = match run.model.family {
+        Family::Coconut => ("<|start-latent|>", "<|end-latent|>"),
+        Family::Codi => (crate::model::codi::BOT, crate::model::codi::EOT),
+    };
     let mut in_thoughts = false;
     for (i, s) in run.steps.iter().enumerate() {
         match s.kind {
             StepKind::Prompt => segs.push((s.label.clone(), Style::default().fg(PROMPT), Some(i))),
             StepKind::Thought(k) => {
                 if !in_thoughts && run.markers {
-                    segs.push((
-                        "<|start-latent|>".into(),
-                        Style::default().dark_gray(),
-                        None,
-                    ));
+                    segs.push((start.into(), Style::default().dark_gray(), None));
                 }
                 in_thoughts = true;
                 let (tok, p) = s
@@ -329,14 +337,10 @@ pub fn timeline_segments(app: &App, run: &RunAnalysis, avail: u16) -> Vec<Segmen
             StepKind::Answer(a) => {
                 if a == 0 {
                     if !in_thoughts && run.markers {
-                        segs.push((
-                            "<|start-latent|>".into(),
-                            Style::default().dark_gray(),
-                            None,
-                        ));
+                        segs.push((start.into(), Style::default().dark_gray(), None));
                     }
                     if run.markers {
-                        segs.push(("<|end-latent|>".into(), Style::default().dark_gray(), None));
+                        segs.push((end.into(), Style::default().dark_gray(), None));
                     }
                     segs.push(("→".into(), Style::default().dark_gray(), None));
                 }
