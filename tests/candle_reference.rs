@@ -154,7 +154,11 @@ fn llama_tied_with_llama3_rope_parameters_matches_candle_transformers() {
         .encode_prompt("Every wumpus is a yumpus. Alex is a wumpus. Is Alex a yumpus?")
         .unwrap();
     let c = m.tokenizer.coconut.unwrap();
-    ids.extend([c.start, c.latent, c.end]);
+    ids.extend([
+        c.start,
+        c.latent.expect("a Coconut model has <|latent|>"),
+        c.end,
+    ]);
     assert_matches_reference(&model_dir("llama-tiny-tied"), &ids);
 }
 
