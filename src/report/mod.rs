@@ -122,6 +122,20 @@ pub fn node_groups(depth: Option<usize>, on_path: bool, hops: usize) -> [bool; 4
     ]
 }
 
+/// A greedy coconut run of `thoughts` thoughts and up to `new_tokens` answer tokens.
+fn coconut_spec(thoughts: usize, new_tokens: usize) -> RunSpec {
+    RunSpec {
+        thoughts: ThoughtCount::Fixed { n: thoughts },
+        mode: ThoughtMode::Coconut,
+        max_new_tokens: new_tokens,
+        context_rows: 1,
+        attention: false,
+        forced_answer: Vec::new(),
+        feeds: Feeds::none(),
+        sampling: Default::default(),
+    }
+}
+
 /// [`Superposition`] for thoughts 1..=`thoughts` over the problems (one coconut run each).
 pub fn superposition(
     model: &Model,
@@ -130,16 +144,7 @@ pub fn superposition(
     thoughts: usize,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Vec<Superposition>> {
-    let spec = RunSpec {
-        thoughts: ThoughtCount::Fixed { n: thoughts },
-        mode: ThoughtMode::Coconut,
-        max_new_tokens: 1,
-        context_rows: 1,
-        attention: false,
-        forced_answer: Vec::new(),
-        feeds: Feeds::none(),
-        sampling: Default::default(),
-    };
+    let spec = coconut_spec(thoughts, 1);
     let hooks = Hooks::none(model.info.layers);
     // [thought][group] values.
     let mut groups = vec![[Vec::new(), Vec::new(), Vec::new(), Vec::new()]; thoughts];
@@ -279,16 +284,7 @@ pub fn value(
     thoughts: usize,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Vec<ThoughtValue>> {
-    let spec = |k: usize, new_tokens: usize| RunSpec {
-        thoughts: ThoughtCount::Fixed { n: k },
-        mode: ThoughtMode::Coconut,
-        max_new_tokens: new_tokens,
-        context_rows: 1,
-        attention: false,
-        forced_answer: Vec::new(),
-        feeds: Feeds::none(),
-        sampling: Default::default(),
-    };
+    let spec = coconut_spec;
     let hooks = Hooks::none(model.info.layers);
     let counts = thoughts.saturating_sub(1);
     // [k - 1]: per problem, the language values (if it wrote a step) and the decoded ones.

@@ -107,6 +107,25 @@ fn title() -> TextStyle<'static> {
     (FONT, 20).into_font().style(FontStyle::Bold).into()
 }
 
+/// A full-size chart with the report's title style and margins.
+fn chart_on<'a, DB: DrawingBackend>(
+    body: &'a DrawingArea<DB, Shift>,
+    caption: impl AsRef<str>,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+) -> Result<Chart<'a, DB>>
+where
+    DB::ErrorType: 'static,
+{
+    ChartBuilder::on(body)
+        .caption(caption.as_ref(), title())
+        .margin(16)
+        .x_label_area_size(50)
+        .y_label_area_size(64)
+        .build_cartesian_2d(x, y)
+        .map_err(plot_err)
+}
+
 type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
 /// A line with error bars and dots, and a legend entry.
@@ -198,16 +217,12 @@ where
 {
     let max_k = r.accuracy.iter().map(|a| a.thoughts).max().unwrap_or(0);
     let x_range = (-0.3, max_k as f64 + 0.3);
-    let mut chart = ChartBuilder::on(body)
-        .caption(
-            "Accuracy against the number of continuous thoughts",
-            title(),
-        )
-        .margin(16)
-        .x_label_area_size(50)
-        .y_label_area_size(64)
-        .build_cartesian_2d(x_range.0..x_range.1, 0f64..1.02)
-        .map_err(plot_err)?;
+    let mut chart = chart_on(
+        body,
+        "Accuracy against the number of continuous thoughts",
+        x_range.0..x_range.1,
+        0f64..1.02,
+    )?;
     chart
         .configure_mesh()
         .x_labels(max_k + 1)
@@ -253,16 +268,12 @@ where
         .map(|f| f.mass_by_depth.len())
         .max()
         .unwrap_or(0);
-    let mut chart = ChartBuilder::on(body)
-        .caption(
-            "Where each thought's decoded mass sits (breadth-first depth)",
-            title(),
-        )
-        .margin(16)
-        .x_label_area_size(50)
-        .y_label_area_size(64)
-        .build_cartesian_2d(0.4f64..n as f64 + 0.6 + 1.6, 0f64..1.0)
-        .map_err(plot_err)?;
+    let mut chart = chart_on(
+        body,
+        "Where each thought's decoded mass sits (breadth-first depth)",
+        0.4f64..n as f64 + 0.6 + 1.6,
+        0f64..1.0,
+    )?;
     chart
         .configure_mesh()
         .disable_x_mesh()
@@ -419,16 +430,12 @@ where
     });
     let pad = 0.08 * (hi - lo).max(1e-6);
     let n = r.superposition.len();
-    let mut chart = ChartBuilder::on(body)
-        .caption(
-            "Superposition: thought · node embedding, by node group",
-            title(),
-        )
-        .margin(16)
-        .x_label_area_size(50)
-        .y_label_area_size(64)
-        .build_cartesian_2d(0.6f64..n as f64 + 0.4, (lo - pad)..(hi + pad))
-        .map_err(plot_err)?;
+    let mut chart = chart_on(
+        body,
+        "Superposition: thought · node embedding, by node group",
+        0.6f64..n as f64 + 0.4,
+        (lo - pad)..(hi + pad),
+    )?;
     chart
         .configure_mesh()
         .x_labels(n + 1)
@@ -467,13 +474,12 @@ where
     let t = &r.norms.token_embeddings;
     let hi = r.norms.thoughts.iter().map(|s| s.max).fold(t.max, f64::max) * 1.08;
     let x_range = (0.4f64, n as f64 + 0.6);
-    let mut chart = ChartBuilder::on(body)
-        .caption("Thought norms against the token embeddings'", title())
-        .margin(16)
-        .x_label_area_size(50)
-        .y_label_area_size(64)
-        .build_cartesian_2d(x_range.0..x_range.1, 0f64..hi.max(1e-6))
-        .map_err(plot_err)?;
+    let mut chart = chart_on(
+        body,
+        "Thought norms against the token embeddings'",
+        x_range.0..x_range.1,
+        0f64..hi.max(1e-6),
+    )?;
     chart
         .configure_mesh()
         .x_labels(n + 1)
@@ -539,13 +545,12 @@ where
 {
     let n = r.causal.thoughts;
     let x_range = (0.6f64, n as f64 + 0.4);
-    let mut chart = ChartBuilder::on(body)
-        .caption("Interventions: accuracy with one thought replaced", title())
-        .margin(16)
-        .x_label_area_size(50)
-        .y_label_area_size(64)
-        .build_cartesian_2d(x_range.0..x_range.1, 0f64..1.02)
-        .map_err(plot_err)?;
+    let mut chart = chart_on(
+        body,
+        "Interventions: accuracy with one thought replaced",
+        x_range.0..x_range.1,
+        0f64..1.02,
+    )?;
     chart
         .configure_mesh()
         .x_labels(n + 1)
