@@ -143,29 +143,6 @@ fn fake_hub_cache(hf_home: &Path, repo: &str, fixture: &str) -> String {
     fake_hub_cache_of(hf_home, repo, &model_dir(fixture))
 }
 
-/// [`fake_hub_cache`] of the files in `dir`.
-fn fake_hub_cache_of(hf_home: &Path, repo: &str, dir: &Path) -> String {
-    let commit = "0123456789abcdef0123456789abcdef01234567";
-    let root = hf_home
-        .join("hub")
-        .join(format!("models--{}", repo.replace('/', "--")));
-    let (blobs, snap) = (root.join("blobs"), root.join("snapshots").join(commit));
-    std::fs::create_dir_all(&blobs).unwrap();
-    std::fs::create_dir_all(&snap).unwrap();
-    std::fs::create_dir_all(root.join("refs")).unwrap();
-    std::fs::write(root.join("refs/main"), commit).unwrap();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let e = e.unwrap();
-        let blob = blobs.join(format!("blob-{}", e.file_name().to_string_lossy()));
-        std::fs::copy(e.path(), &blob).unwrap();
-        #[cfg(unix)]
-        std::os::unix::fs::symlink(&blob, snap.join(e.file_name())).unwrap();
-        #[cfg(not(unix))]
-        std::fs::copy(&blob, snap.join(e.file_name())).unwrap();
-    }
-    commit.to_string()
-}
-
 #[test]
 fn hub_ids_load_from_the_cache_without_network() {
     let home = scratch("hf-home");

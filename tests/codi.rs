@@ -336,29 +336,6 @@ fn the_explorer_opens_a_codi_model_and_labels_it() {
     );
 }
 
-/// Lays out the files of `dir` like the Hugging Face cache under `hf_home` (blobs, a snapshot
-/// of symlinks, refs/main).
-fn fake_hub_cache(hf_home: &Path, repo: &str, dir: &Path) {
-    let commit = "89abcdef0123456789abcdef0123456789abcdef";
-    let root = hf_home
-        .join("hub")
-        .join(format!("models--{}", repo.replace('/', "--")));
-    let (blobs, snap) = (root.join("blobs"), root.join("snapshots").join(commit));
-    std::fs::create_dir_all(&blobs).unwrap();
-    std::fs::create_dir_all(&snap).unwrap();
-    std::fs::create_dir_all(root.join("refs")).unwrap();
-    std::fs::write(root.join("refs/main"), commit).unwrap();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let e = e.unwrap();
-        let blob = blobs.join(format!("blob-{}", e.file_name().to_string_lossy()));
-        std::fs::copy(e.path(), &blob).unwrap();
-        #[cfg(unix)]
-        std::os::unix::fs::symlink(&blob, snap.join(e.file_name())).unwrap();
-        #[cfg(not(unix))]
-        std::fs::copy(&blob, snap.join(e.file_name())).unwrap();
-    }
-}
-
 #[test]
 fn a_codi_hub_repo_loads_from_the_cache_with_a_config_only_base() {
     let src = ModelSource::parse("zen-E/CODI-gpt2", Some("openai-community/gpt2")).unwrap();
@@ -375,12 +352,12 @@ fn a_codi_hub_repo_loads_from_the_cache_with_a_config_only_base() {
     ));
 
     let home = scratch("codi-hf-home");
-    fake_hub_cache(&home, "tiny-org/CODI-gpt2-tiny", &model_dir(GPT2));
+    fake_hub_cache_of(&home, "tiny-org/CODI-gpt2-tiny", &model_dir(GPT2));
     let base_files = scratch("codi-config-only-base");
     for f in ["config.json", "tokenizer.json"] {
         std::fs::copy(model_dir(base_of(GPT2)).join(f), base_files.join(f)).unwrap();
     }
-    fake_hub_cache(&home, "tiny-org/gpt2-tiny-base", &base_files);
+    fake_hub_cache_of(&home, "tiny-org/gpt2-tiny-base", &base_files);
     let golden = golden(GPT2);
     let case = golden.cases.iter().find(|c| c.name == "t6").unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_coconut-lens"))

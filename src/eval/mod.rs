@@ -111,6 +111,18 @@ fn wrong_candidate_answer(p: &ProsQaProblem) -> Option<String> {
     Some(format!("{stem}{other}."))
 }
 
+/// The token of each graph node whose name is one token (the nodes the frontier analyses
+/// can read in a next-token distribution).
+pub fn node_tokens(tokenizer: &Tokenizer, p: &ProsQaProblem) -> Vec<Option<u32>> {
+    p.idx_to_symbol
+        .iter()
+        .map(|s| match tokenizer.encode_plain(s).ok().as_deref() {
+            Some([id]) => Some(*id),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Generates greedily for every problem and scores the answers. `progress(done, total)`.
 pub fn evaluate(
     model: &Model,
@@ -244,14 +256,7 @@ pub fn evaluate_with(
         if mode == EvalMode::Coconut && thoughts > 0 {
             let graph = Graph::of(p)?;
             let depth = graph.distances(p.root);
-            let node_ids: Vec<Option<u32>> = p
-                .idx_to_symbol
-                .iter()
-                .map(|s| match tok.encode_plain(s).ok().as_deref() {
-                    Some([id]) => Some(*id),
-                    _ => None,
-                })
-                .collect();
+            let node_ids = node_tokens(&tok, p);
             for (k, t) in r.thoughts.iter().enumerate() {
                 let probs: Vec<f32> =
                     candle_nn::ops::softmax(&t.logits.to_dtype(DType::F32)?, D::Minus1)?

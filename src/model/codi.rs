@@ -406,13 +406,7 @@ impl SimpleBackend for CodiWeights {
         dev: &Device,
     ) -> candle_core::Result<Tensor> {
         let t = self.get_unchecked(name, dtype, dev)?;
-        if t.shape() != &s {
-            return Err(candle_core::Error::Msg(format!(
-                "tensor {name} has shape {:?}, expected {:?}",
-                t.dims(),
-                s.dims()
-            )));
-        }
+        super::weights::check_shape(name, &t, &s)?;
         Ok(t)
     }
 

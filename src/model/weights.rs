@@ -199,7 +199,7 @@ impl SimpleBackend for MmapSafetensors {
     }
 }
 
-fn check_shape(name: &str, t: &Tensor, expected: &Shape) -> candle_core::Result<()> {
+pub(crate) fn check_shape(name: &str, t: &Tensor, expected: &Shape) -> candle_core::Result<()> {
     if t.shape() != expected {
         return Err(candle_core::Error::Msg(format!(
             "tensor {name} has shape {:?}, expected {:?}",

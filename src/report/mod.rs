@@ -19,7 +19,7 @@ use crate::data::prosqa::{Graph, ProsQaProblem, gold_path};
 use crate::eval::stats::{Z95, mcnemar_exact, wilson};
 use crate::eval::{
     EvalMode, EvalRun, InterventionSweep, SWEEP_OPS, ThoughtEdit, ThoughtFrontier, evaluate_with,
-    intervention_sweep,
+    intervention_sweep, node_tokens,
 };
 use crate::model::{Hooks, Model, Tokenizer};
 use crate::thought::{Feeds, RunSpec, ThoughtCount, ThoughtMode, run};
@@ -159,12 +159,11 @@ pub fn superposition(
             on_path[b] = true;
         }
         // Nodes whose name is one token, with that token's embedding.
-        let mut nodes = Vec::new();
-        for (node, name) in p.idx_to_symbol.iter().enumerate() {
-            if let Ok([id]) = tokenizer.encode_plain(name).as_deref() {
-                nodes.push((node, *id));
-            }
-        }
+        let nodes: Vec<(usize, u32)> = node_tokens(tokenizer, p)
+            .into_iter()
+            .enumerate()
+            .filter_map(|(node, id)| Some((node, id?)))
+            .collect();
         let ids: Vec<u32> = nodes.iter().map(|&(_, id)| id).collect();
         let emb = model.embed_ids(&ids)?.to_dtype(DType::F32)?;
         for (k, fed) in r.fed.iter().enumerate() {
@@ -241,17 +240,6 @@ pub fn cumulative_top(values: &[f64]) -> [f64; 3] {
     out
 }
 
-/// The token of each node whose name is one token.
-fn node_tokens(tokenizer: &Tokenizer, p: &ProsQaProblem) -> Vec<Option<u32>> {
-    p.idx_to_symbol
-        .iter()
-        .map(|s| match tokenizer.encode_plain(s).ok().as_deref() {
-            Some([id]) => Some(*id),
-            _ => None,
-        })
-        .collect()
-}
-
 /// The values of the frontier nodes (`depth == hops`) in a next-token distribution.
 fn frontier_values(
     probs: &[f32],
@@ -296,6 +284,7 @@ pub fn value(
         let ids = tokenizer.encode_prompt(&p.question)?;
         let depth = Graph::of(p)?.distances(p.root);
         let tokens = node_tokens(tokenizer, p);
+        let node_ids: Vec<u32> = tokens.iter().flatten().copied().collect();
         let own = run(model, tokenizer, &ids, &spec(thoughts, 1), &hooks)?;
         for k in 1..=counts {
             sizes[k - 1] += tokens
@@ -307,7 +296,6 @@ pub fn value(
             let probs = softmax(&own.thoughts[k].logits)?;
             decoded[k - 1].push(frontier_values(&probs, &tokens, &depth, k));
             let r = run(model, tokenizer, &ids, &spec(k, 8), &hooks)?;
-            let node_ids: Vec<u32> = tokens.iter().flatten().copied().collect();
             let slot = r.answer_ids.iter().enumerate().find_map(|(j, id)| {
                 let before = tokenizer.decode(&r.answer_ids[..j]).unwrap_or_default();
                 (!before.contains('#') && node_ids.contains(id)).then_some(j)
