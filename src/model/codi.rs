@@ -380,7 +380,7 @@ impl CodiWeights {
         let (a, b) = (self.store.f32(&adapter.a)?, self.store.f32(&adapter.b)?);
         let delta = (b.matmul(&a)? * adapter.scale)?;
         let delta = if self.conv1d {
-            delta.t()?.contiguous()?
+            super::weights::transposed(&delta)?
         } else {
             delta
         };

@@ -9,7 +9,7 @@ use super::config::Gpt2Config;
 
 /// Hugging Face `Conv1D` stores `[in, out]`; transpose once into a `[out, in]` linear layer.
 fn conv1d(vb: VarBuilder, d_in: usize, d_out: usize) -> Result<Linear> {
-    let w = vb.get((d_in, d_out), "weight")?.t()?.contiguous()?;
+    let w = super::weights::transposed(&vb.get((d_in, d_out), "weight")?)?;
     let b = vb.get(d_out, "bias")?;
     Ok(Linear::new(w, Some(b)))
 }
