@@ -450,6 +450,11 @@ fn a_run_with_a_problem_graph_exports_its_frontier() {
         );
     }
     assert!(has("yumpus") && has("rempus") && has("unreachable"));
+    // The colour bar is logarithmic, 0.001 to 1.
+    assert!(has("log scale"));
+    for tick in ["0.001", "0.01", "0.1"] {
+        assert!(texts.iter().any(|x| x.trim() == tick), "tick {tick}");
+    }
     for t in ["T1", "T2", "T3"] {
         assert!(texts.iter().any(|x| x.trim() == t), "panel {t}");
     }

@@ -447,13 +447,15 @@ where
             ])
             .map_err(plot_err)?;
     }
-    draw_colour_bar(&bar, g.range, &g.bar_desc)
+    draw_colour_bar(&bar, g.range, &g.bar_desc, &|v| format!("{v:.2}"))
 }
 
+/// `label` writes a tick's value (the bar's own coordinate).
 fn draw_colour_bar<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     range: (f64, f64),
     desc: &str,
+    label: &dyn Fn(&f64) -> String,
 ) -> Result<()>
 where
     DB::ErrorType: 'static,
@@ -475,6 +477,7 @@ where
         .disable_mesh()
         .disable_x_axis()
         .y_labels(6)
+        .y_label_formatter(label)
         .y_desc(desc)
         .label_style((FONT, 13))
         .axis_desc_style((FONT, 14))
@@ -945,12 +948,35 @@ where
     for (panel, &step) in panels.iter().zip(&steps) {
         draw_graph_panel(panel, g, step)?;
     }
-    draw_colour_bar(&bar, (0.0, 1.0), "probability (first token of the name)")
+    draw_colour_bar(
+        &bar,
+        (FRONTIER_FLOOR.log10(), 0.0),
+        "probability (log scale; first token of the name)",
+        &|v| format!("{}", 10f64.powf(*v)),
+    )
+}
+
+/// The bottom of the frontier's log colour scale: smaller probabilities draw as this one.
+const FRONTIER_FLOOR: f64 = 1e-3;
+
+/// A node's probability at the output layer of graph step `step` as a place on the frontier's
+/// colour scale, log10 of it from [`FRONTIER_FLOOR`] (0 where not finite). On a linear 0-1
+/// scale a superposed frontier, 0.1-0.2 on each node beside a thought that names the root at
+/// 0.99, draws as dark as the nodes it never reaches.
+fn frontier_position(g: &crate::analysis::graph::GraphAnalysis, step: usize, node: usize) -> f64 {
+    let p = g.steps[step]
+        .probs
+        .last()
+        .and_then(|r| r.get(node))
+        .copied()
+        .filter(|v| v.is_finite())
+        .map_or(0.0, f64::from);
+    p.clamp(FRONTIER_FLOOR, 1.0).log10()
 }
 
 /// One thought: columns by depth (root at the left, unreachable nodes at the right), edges as
-/// grey lines, nodes as discs coloured by probability, every node named; the root is marked
-/// "(root)" and the candidates with ◆ and a thick ring.
+/// grey lines, nodes as discs coloured by probability (log scale), every node named; the root is
+/// marked "(root)" and the candidates with ◆ and a thick ring.
 fn draw_graph_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     g: &crate::analysis::graph::GraphAnalysis,
@@ -961,16 +987,6 @@ where
 {
     let (pw, ph) = area.dim_in_pixel();
     let (pw, ph) = (pw as i32, ph as i32);
-    let last = g.steps[step].probs.len().saturating_sub(1);
-    let p = |n: usize| {
-        g.steps[step]
-            .probs
-            .get(last)
-            .and_then(|r| r.get(n))
-            .copied()
-            .filter(|v| v.is_finite())
-            .map_or(0.0, f64::from)
-    };
     area.draw(&Rectangle::new(
         [(4, 4), (pw - 4, ph - 4)],
         RGBColor(200, 200, 200).stroke_width(1),
@@ -1015,7 +1031,7 @@ where
     }
     for (n, node) in g.nodes.iter().enumerate() {
         let candidate = g.candidates.contains(&n);
-        let colour = viridis(p(n), (0.0, 1.0));
+        let colour = viridis(frontier_position(g, step, n), (FRONTIER_FLOOR.log10(), 0.0));
         area.draw(&Circle::new(at[n], 7, colour.filled()))
             .map_err(plot_err)?;
         let ring = if candidate { 3 } else { 1 };
@@ -1037,4 +1053,43 @@ where
             .map_err(plot_err)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::graph::{GraphStep, graph_analysis};
+
+    fn graph_with(rows: &[[f32; 3]]) -> crate::analysis::graph::GraphAnalysis {
+        let graph = crate::data::facts::parse(
+            "Tom is a wumpus. Every wumpus is a yumpus. Is Tom a yumpus or bompus?",
+        )
+        .unwrap();
+        let steps = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| GraphStep {
+                label: format!("T{}", i + 1),
+                // The first row is an earlier layer: only the last (the output) counts.
+                probs: vec![vec![0.9; 3], r.to_vec()],
+            })
+            .collect();
+        graph_analysis(graph, &[10, 11, 12], steps)
+    }
+
+    #[test]
+    fn the_frontier_colours_probabilities_on_a_log_scale() {
+        let g = graph_with(&[[1.0, 0.1, 0.01], [1e-5, f32::NAN, 0.0]]);
+        let at = |s, n| frontier_position(&g, s, n);
+        for (got, want) in [at(0, 0), at(0, 1), at(0, 2)]
+            .into_iter()
+            .zip([0.0, -1.0, -2.0])
+        {
+            assert!((got - want).abs() < 1e-6, "{got} {want}");
+        }
+        // Below the floor, unknown or zero: the bottom of the scale.
+        for n in 0..3 {
+            assert_eq!(at(1, n), -3.0);
+        }
+    }
 }
