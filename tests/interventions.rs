@@ -514,7 +514,9 @@ fn bad_interventions_give_one_line() {
 #[test]
 fn the_intervention_sweep_equals_separate_evaluations() {
     use coconut_lens::data::prosqa;
-    use coconut_lens::eval::{EvalMode, SWEEP_OPS, ThoughtEdit, evaluate_with, intervention_sweep};
+    use coconut_lens::eval::{
+        EvalMode, EvalSettings, SWEEP_OPS, evaluate_with, intervention_sweep,
+    };
     use coconut_lens::train::DataShape;
     let m = load_dir("gpt2-tiny");
     let (model, tok) = (&m.model, &m.tokenizer);
@@ -524,7 +526,7 @@ fn the_intervention_sweep_equals_separate_evaluations() {
         intervention_sweep(model, tok, &problems, 2, None, 3, &mut |d, _| last = d).unwrap();
     assert_eq!(last, 5 * (1 + 2 * SWEEP_OPS.len()));
     assert_eq!(sweep.rows.len(), 2 * SWEEP_OPS.len());
-    let none = ThoughtEdit::default();
+    let none = EvalSettings::default();
     let base = evaluate_with(
         model,
         tok,
@@ -538,10 +540,11 @@ fn the_intervention_sweep_equals_separate_evaluations() {
     assert_eq!(sweep.base_accuracy, base.report.accuracy);
     assert_eq!(means, base.means);
     for row in &sweep.rows {
-        let edit = ThoughtEdit {
+        let edit = EvalSettings {
             ops: [(row.thought, row.op)].into_iter().collect(),
             means: Some(means.clone()),
             seed: 3,
+            ..EvalSettings::default()
         };
         let r = evaluate_with(
             model,

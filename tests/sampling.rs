@@ -192,3 +192,49 @@ fn the_run_samples_its_answer_with_its_seed() {
         );
     }
 }
+
+/// `eval` of the bundled model on `data`; the printed report.
+fn eval(data: &str, extra: &[&str]) -> Value {
+    let out = coconut_lens(&["eval", "--data", data], extra);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn eval_samples_every_answer_with_its_seed() {
+    use coconut_lens::data::prosqa;
+    let dir = scratch("eval-sampling");
+    let path = dir.join("problems.json");
+    let shape = coconut_lens::train::DataShape::Prosqa.gen_config();
+    prosqa::write_problems(&path, &prosqa::generate(&shape, 12, 5, "test").unwrap()).unwrap();
+    let d = path.display().to_string();
+    let greedy = eval(&d, &[]);
+    assert_eq!(greedy["sampling"], json!({"method": "greedy"}));
+    assert_eq!(eval(&d, &["--temperature", "0", "--seed", "9"]), greedy);
+    let hot = ["--temperature", "3", "--seed", "3"];
+    let sampled = eval(&d, &hot);
+    assert_eq!(eval(&d, &hot), sampled, "same seed, same figures");
+    assert_eq!(
+        sampled["sampling"],
+        json!({"method": "sample", "temperature": 3.0, "top_p": 1.0, "seed": 3})
+    );
+    // The bundled model answers these greedily; drawn at temperature 3 its answers go wrong.
+    let (g, s) = (greedy["correct"].as_u64(), sampled["correct"].as_u64());
+    assert!(s < g, "greedy {g:?} correct, sampled {s:?}");
+    assert_one_line_error(
+        &coconut_lens(&["eval", "--data", &d, "--record"], &hot),
+        "--record keeps the model's greedy figures",
+    );
+    assert_one_line_error(
+        &coconut_lens(&["eval", "--data", &d, "--intervention-sweep"], &hot),
+        "--intervention-sweep compares greedy answers",
+    );
+    assert_one_line_error(
+        &coconut_lens(&["eval", "--data", &d, "--temperature", "-1"], &[]),
+        "--temperature must be",
+    );
+}

@@ -7,11 +7,11 @@ use anyhow::{Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::{EvalMode, EvalReport, ThoughtEdit, evaluate_with, intervention_sweep};
+use super::{EvalMode, EvalReport, EvalSettings, evaluate_with, intervention_sweep};
 use crate::cli::args::{ModelArgs, default_thoughts};
 use crate::model::meta::{AccuracyRecord, ModelMeta};
 use crate::model::{ModelSource, load_model};
-use crate::thought::{ThoughtEdits, ThoughtMeans};
+use crate::thought::{Sampling, ThoughtEdits, ThoughtMeans};
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
@@ -51,9 +51,20 @@ pub struct EvalArgs {
     /// `mean`. An existing file is not replaced.
     #[arg(long, value_name = "FILE")]
     pub save_means: Option<PathBuf>,
-    /// Seeds noise:S and random:S (each problem draws its own from it).
+    /// Seeds noise:S, random:S and sampling (each problem draws its own from it).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Sample each answer at this temperature (as `analyze --temperature`); 0 is greedy.
+    #[arg(
+        long,
+        value_name = "T",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    pub temperature: f64,
+    /// With --temperature: nucleus sampling over the most likely tokens reaching P.
+    #[arg(long, value_name = "P", default_value_t = 1.0)]
+    pub top_p: f64,
 }
 
 pub fn run(args: &EvalArgs) -> Result<()> {
@@ -72,6 +83,13 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     }
     if intervened && args.record {
         bail!("--record keeps the model's own figures: not with interventions");
+    }
+    let sampling = Sampling::new(args.temperature, args.top_p, args.seed)?;
+    if !sampling.is_greedy() && args.record {
+        bail!("--record keeps the model's greedy figures: not with --temperature");
+    }
+    if !sampling.is_greedy() && args.intervention_sweep {
+        bail!("--intervention-sweep compares greedy answers: not with --temperature");
     }
     if let Some(p) = &args.save_means
         && p.exists()
@@ -120,10 +138,11 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&sweep)?);
         (None, means)
     } else {
-        let edit = ThoughtEdit {
+        let edit = EvalSettings {
             ops,
             means: file_means.map(|(m, _)| m),
             seed: args.seed,
+            sampling,
         };
         let r = evaluate_with(model, tok, &problems, mode, thoughts, &edit, &mut tick)?;
         bar.finish_and_clear();

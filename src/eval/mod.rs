@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::prosqa::{Graph, ProsQaProblem};
 use crate::model::{Hooks, Model, Tokenizer};
 use crate::thought::{
-    Feeds, RunSpec, ThoughtCount, ThoughtEdits, ThoughtMeans, ThoughtMode, ThoughtOp, run,
+    Feeds, RunSpec, Sampling, ThoughtCount, ThoughtEdits, ThoughtMeans, ThoughtMode, ThoughtOp, run,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,6 +86,9 @@ pub struct EvalReport {
     pub wrong_candidate: usize,
     /// Wrong answers that name neither candidate (another concept, or no well-formed answer).
     pub no_candidate: usize,
+    /// How answers were decoded (greedy unless `eval --temperature`).
+    #[serde(default)]
+    pub sampling: Sampling,
     /// Coconut mode only.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub thought_frontier: Vec<ThoughtFrontier>,
@@ -132,18 +135,21 @@ pub fn evaluate(
     thoughts: usize,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<EvalReport> {
-    let none = ThoughtEdit::default();
+    let none = EvalSettings::default();
     Ok(evaluate_with(model, tokenizer, problems, mode, thoughts, &none, progress)?.report)
 }
 
-/// Thought interventions applied to every problem of an evaluation. `noise` and `random`
-/// draw per problem from `seed` and the problem's index.
+/// How every problem of an evaluation runs beyond its mode: thought interventions and the
+/// answer's decoding. `noise`, `random` and sampling draw per problem from `seed` and the
+/// problem's index.
 #[derive(Debug, Clone, Default)]
-pub struct ThoughtEdit {
+pub struct EvalSettings {
     pub ops: BTreeMap<usize, ThoughtOp>,
     /// For `mean`; the mean input embedding without.
     pub means: Option<ThoughtMeans>,
     pub seed: u64,
+    /// Greedy, or sampled (its own seed is replaced by each problem's).
+    pub sampling: Sampling,
 }
 
 /// An evaluation with what the intervention sweep compares: each problem's extracted answer
@@ -165,7 +171,7 @@ pub fn evaluate_with(
     problems: &[ProsQaProblem],
     mode: EvalMode,
     thoughts: usize,
-    edit: &ThoughtEdit,
+    edit: &EvalSettings,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<EvalRun> {
     let mut tok = tokenizer.clone();
@@ -227,19 +233,19 @@ pub fn evaluate_with(
     for (i, p) in problems.iter().enumerate() {
         crate::interrupt::check()?;
         let ids = tok.encode_prompt(&p.question)?;
-        let spec = if edit.ops.is_empty() {
-            spec.clone()
-        } else {
+        let seed = edit.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut spec = RunSpec {
+            sampling: edit.sampling.reseeded(seed),
+            ..spec.clone()
+        };
+        if !edit.ops.is_empty() {
             let edits = ThoughtEdits {
                 ops: edit.ops.clone(),
-                seed: edit.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                seed,
                 ..ThoughtEdits::default()
             };
-            RunSpec {
-                feeds: Feeds::resolve(model, &edits, edit.means.as_ref(), &[])?,
-                ..spec.clone()
-            }
-        };
+            spec.feeds = Feeds::resolve(model, &edits, edit.means.as_ref(), &[])?;
+        }
         let r = run(model, &tok, &ids, &spec, &hooks)?;
         for ((sum, norms), fed) in fed_sums.iter_mut().zip(&mut fed_norms).zip(&r.fed) {
             let v: Vec<f32> = fed.to_dtype(DType::F32)?.to_vec1()?;
@@ -311,6 +317,7 @@ pub fn evaluate_with(
             correct as f64 / n as f64
         },
         ci95: stats::wilson(correct, n, stats::Z95),
+        sampling: edit.sampling,
         thought_frontier: if mode == EvalMode::Coconut {
             sums
         } else {
@@ -367,7 +374,7 @@ pub fn intervention_sweep(
     let n = problems.len();
     let total = n * (1 + thoughts * SWEEP_OPS.len());
     let mut offset = 0;
-    let mut step = |edit: &ThoughtEdit, offset: &mut usize| -> Result<EvalRun> {
+    let mut step = |edit: &EvalSettings, offset: &mut usize| -> Result<EvalRun> {
         let base = *offset;
         let r = evaluate_with(
             model,
@@ -381,7 +388,7 @@ pub fn intervention_sweep(
         *offset += n;
         Ok(r)
     };
-    let base = step(&ThoughtEdit::default(), &mut offset)?;
+    let base = step(&EvalSettings::default(), &mut offset)?;
     let (means, means_from) = match means {
         Some((m, from)) => (m, from),
         None => (base.means.clone(), "the un-intervened run".to_string()),
@@ -389,10 +396,11 @@ pub fn intervention_sweep(
     let mut rows = Vec::new();
     for k in 1..=thoughts {
         for op in SWEEP_OPS {
-            let edit = ThoughtEdit {
+            let edit = EvalSettings {
                 ops: BTreeMap::from([(k, op)]),
                 means: Some(means.clone()),
                 seed,
+                sampling: Sampling::Greedy,
             };
             let r = step(&edit, &mut offset)?;
             let flips = r

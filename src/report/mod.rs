@@ -18,7 +18,7 @@ use candle_core::DType;
 use crate::data::prosqa::{Graph, ProsQaProblem, gold_path};
 use crate::eval::stats::{Z95, mcnemar_exact, wilson};
 use crate::eval::{
-    EvalMode, EvalRun, InterventionSweep, SWEEP_OPS, ThoughtEdit, ThoughtFrontier, evaluate_with,
+    EvalMode, EvalRun, EvalSettings, InterventionSweep, SWEEP_OPS, ThoughtFrontier, evaluate_with,
     intervention_sweep, node_tokens,
 };
 use crate::model::{Hooks, Model, Tokenizer};
@@ -531,7 +531,7 @@ pub fn report(
     let n = problems.len();
     let total = total_runs(n, own, opts);
     let mut done = 0;
-    let none = ThoughtEdit::default();
+    let none = EvalSettings::default();
     let mut evaluate = |mode: EvalMode, k: usize, done: &mut usize| -> Result<EvalRun> {
         let base = *done;
         let r = evaluate_with(model, tokenizer, problems, mode, k, &none, &mut |d, _| {

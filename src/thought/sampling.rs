@@ -43,6 +43,20 @@ impl Sampling {
         })
     }
 
+    /// The same rule drawing from `seed` (greedy stays greedy).
+    pub fn reseeded(self, seed: u64) -> Self {
+        match self {
+            Self::Greedy => Self::Greedy,
+            Self::Sample {
+                temperature, top_p, ..
+            } => Self::Sample {
+                temperature,
+                top_p,
+                seed,
+            },
+        }
+    }
+
     pub fn is_greedy(&self) -> bool {
         matches!(self, Self::Greedy)
     }
