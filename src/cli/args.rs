@@ -129,6 +129,16 @@ pub struct RunArgs {
     /// The mean thoughts `mean` uses (`eval --save-means`); default: the mean input embedding.
     #[arg(long, value_name = "FILE")]
     pub means: Option<PathBuf>,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// Seeds noise:S, random:S and sampling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// How answer tokens are decoded (`analyze`, the explorer, `eval`).
+#[derive(Args, Debug, Clone)]
+pub struct SamplingArgs {
     /// Answer decoding: sample at this temperature (candle-transformers' LogitsProcessor);
     /// 0 is greedy.
     #[arg(
@@ -142,9 +152,13 @@ pub struct RunArgs {
     /// (nucleus sampling; 1 keeps all tokens).
     #[arg(long, value_name = "P", default_value_t = 1.0)]
     pub top_p: f64,
-    /// Seeds noise:S, random:S and sampling.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+}
+
+impl SamplingArgs {
+    /// The decoding rule, drawing from `seed` when sampled.
+    pub fn rule(&self, seed: u64) -> Result<Sampling> {
+        Sampling::new(self.temperature, self.top_p, seed)
+    }
 }
 
 impl ModelArgs {
@@ -212,7 +226,7 @@ impl RunArgs {
 
     /// The answer's decoding rule (greedy unless --temperature is above 0).
     pub fn sampling(&self) -> Result<Sampling> {
-        Sampling::new(self.temperature, self.top_p, self.seed)
+        self.sampling.rule(self.seed)
     }
 
     pub fn interventions(&self) -> Result<Interventions> {

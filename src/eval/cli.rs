@@ -8,10 +8,10 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{EvalMode, EvalReport, EvalSettings, evaluate_with, intervention_sweep};
-use crate::cli::args::{ModelArgs, default_thoughts};
+use crate::cli::args::{ModelArgs, SamplingArgs, default_thoughts};
 use crate::model::meta::{AccuracyRecord, ModelMeta};
 use crate::model::{ModelSource, load_model};
-use crate::thought::{Sampling, ThoughtEdits, ThoughtMeans};
+use crate::thought::{ThoughtEdits, ThoughtMeans};
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
@@ -54,17 +54,8 @@ pub struct EvalArgs {
     /// Seeds noise:S, random:S and sampling (each problem draws its own from it).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Sample each answer at this temperature (as `analyze --temperature`); 0 is greedy.
-    #[arg(
-        long,
-        value_name = "T",
-        default_value_t = 0.0,
-        allow_negative_numbers = true
-    )]
-    pub temperature: f64,
-    /// With --temperature: nucleus sampling over the most likely tokens reaching P.
-    #[arg(long, value_name = "P", default_value_t = 1.0)]
-    pub top_p: f64,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
 }
 
 pub fn run(args: &EvalArgs) -> Result<()> {
@@ -84,7 +75,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     if intervened && args.record {
         bail!("--record keeps the model's own figures: not with interventions");
     }
-    let sampling = Sampling::new(args.temperature, args.top_p, args.seed)?;
+    let sampling = args.sampling.rule(args.seed)?;
     if !sampling.is_greedy() && args.record {
         bail!("--record keeps the model's greedy figures: not with --temperature");
     }
