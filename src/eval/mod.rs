@@ -217,21 +217,9 @@ pub fn evaluate_with(
     if edit.ops.values().any(|op| *op == ThoughtOp::Patch) {
         bail!("patch copies from a second prompt, which an evaluation does not have");
     }
-    let mut answers = Vec::with_capacity(problems.len());
-    let mut texts = Vec::with_capacity(problems.len());
-    let mut fed_sums = vec![vec![0f64; model.info.d_model]; thoughts];
-    let mut fed_norms = vec![Vec::with_capacity(problems.len()); thoughts];
-    let (mut correct, mut wrong_candidate) = (0, 0);
-    let mut sums: Vec<ThoughtFrontier> = (1..=thoughts)
-        .map(|k| ThoughtFrontier {
-            thought: k,
-            mass_by_depth: Vec::new(),
-            unreachable: 0.0,
-            other: 0.0,
-        })
-        .collect();
-    for (i, p) in problems.iter().enumerate() {
-        crate::interrupt::check()?;
+    let frontier = mode == EvalMode::Coconut && thoughts > 0;
+    let solve = |i: usize| -> Result<Solved> {
+        let p = &problems[i];
         let ids = tok.encode_prompt(&p.question)?;
         let seed = edit.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let mut spec = RunSpec {
@@ -247,48 +235,80 @@ pub fn evaluate_with(
             spec.feeds = Feeds::resolve(model, &edits, edit.means.as_ref(), &[])?;
         }
         let r = run(model, &tok, &ids, &spec, &hooks)?;
-        for ((sum, norms), fed) in fed_sums.iter_mut().zip(&mut fed_norms).zip(&r.fed) {
-            let v: Vec<f32> = fed.to_dtype(DType::F32)?.to_vec1()?;
-            norms.push(v.iter().map(|x| x * x).sum::<f32>().sqrt());
-            sum.iter_mut().zip(v).for_each(|(s, x)| *s += f64::from(x));
-        }
-        let text = tok.decode(&r.answer_ids)?;
-        let answer = extract_answer(&text);
-        if answer == p.answer.trim() {
-            correct += 1;
-        } else if wrong_candidate_answer(p).is_some_and(|w| w == answer) {
-            wrong_candidate += 1;
-        }
-        if mode == EvalMode::Coconut && thoughts > 0 {
-            let graph = Graph::of(p)?;
-            let depth = graph.distances(p.root);
+        let fed = r
+            .fed
+            .iter()
+            .map(|f| Ok(f.to_dtype(DType::F32)?.to_vec1()?))
+            .collect::<Result<_>>()?;
+        let mut node_mass = Vec::new();
+        if frontier {
+            let depth = Graph::of(p)?.distances(p.root);
             let node_ids = node_tokens(&tok, p);
-            for (k, t) in r.thoughts.iter().enumerate() {
+            for t in &r.thoughts {
                 let probs: Vec<f32> =
                     candle_nn::ops::softmax(&t.logits.to_dtype(DType::F32)?, D::Minus1)?
                         .to_vec1()?;
-                let acc = &mut sums[k];
-                let mut on_nodes = 0.0;
-                for (node, id) in node_ids.iter().enumerate() {
-                    let Some(id) = id else { continue };
-                    let m = f64::from(probs[*id as usize]);
-                    on_nodes += m;
-                    match depth[node] {
-                        Some(d) => {
-                            if acc.mass_by_depth.len() <= d {
-                                acc.mass_by_depth.resize(d + 1, 0.0);
-                            }
-                            acc.mass_by_depth[d] += m;
-                        }
-                        None => acc.unreachable += m,
-                    }
-                }
-                acc.other += 1.0 - on_nodes;
+                node_mass.push(
+                    node_ids
+                        .iter()
+                        .zip(&depth)
+                        .filter_map(|(id, &d)| Some((d, f64::from(probs[(*id)? as usize]))))
+                        .collect(),
+                );
             }
         }
-        answers.push(answer);
-        texts.push(text);
-        progress(i + 1, problems.len());
+        let text = tok.decode(&r.answer_ids)?;
+        Ok(Solved {
+            answer: extract_answer(&text),
+            text,
+            fed,
+            node_mass,
+        })
+    };
+    let solved = map_problems(problems.len(), solve, progress)?;
+
+    let mut answers = Vec::with_capacity(problems.len());
+    let mut texts = Vec::with_capacity(problems.len());
+    let mut fed_sums = vec![vec![0f64; model.info.d_model]; thoughts];
+    let mut fed_norms = vec![Vec::with_capacity(problems.len()); thoughts];
+    let (mut correct, mut wrong_candidate) = (0, 0);
+    let mut sums: Vec<ThoughtFrontier> = (1..=thoughts)
+        .map(|k| ThoughtFrontier {
+            thought: k,
+            mass_by_depth: Vec::new(),
+            unreachable: 0.0,
+            other: 0.0,
+        })
+        .collect();
+    // Folded in problem order, so the figures do not depend on which thread ran what.
+    for (p, s) in problems.iter().zip(solved) {
+        for ((sum, norms), v) in fed_sums.iter_mut().zip(&mut fed_norms).zip(s.fed) {
+            norms.push(v.iter().map(|x| x * x).sum::<f32>().sqrt());
+            sum.iter_mut().zip(v).for_each(|(s, x)| *s += f64::from(x));
+        }
+        if s.answer == p.answer.trim() {
+            correct += 1;
+        } else if wrong_candidate_answer(p).is_some_and(|w| w == s.answer) {
+            wrong_candidate += 1;
+        }
+        for (acc, masses) in sums.iter_mut().zip(&s.node_mass) {
+            let mut on_nodes = 0.0;
+            for &(depth, m) in masses {
+                on_nodes += m;
+                match depth {
+                    Some(d) => {
+                        if acc.mass_by_depth.len() <= d {
+                            acc.mass_by_depth.resize(d + 1, 0.0);
+                        }
+                        acc.mass_by_depth[d] += m;
+                    }
+                    None => acc.unreachable += m,
+                }
+            }
+            acc.other += 1.0 - on_nodes;
+        }
+        answers.push(s.answer);
+        texts.push(s.text);
     }
     let n = problems.len();
     let means = ThoughtMeans {
@@ -331,6 +351,71 @@ pub fn evaluate_with(
         fed_norms,
         texts,
     })
+}
+
+/// One problem's run, as an evaluation folds it.
+struct Solved {
+    text: String,
+    answer: String,
+    /// Per thought: what its slot received.
+    fed: Vec<Vec<f32>>,
+    /// Per thought (coconut mode), per graph node with a token of its own: the node's depth
+    /// and the probability of its token in the thought's decoded distribution.
+    node_mass: Vec<Vec<(Option<usize>, f64)>>,
+}
+
+/// `solve(i)` for every problem index, on every core: a small model's single runs leave the
+/// second core mostly idle (one run at a time is only about 8% faster on two threads than on
+/// one). Results come back in index order; `progress(done, total)` and the Ctrl-C check run
+/// as problems finish. A failure stops the problems not yet started; the error returned is
+/// that of the lowest index that failed.
+pub fn map_problems<T: Send>(
+    n: usize,
+    solve: impl Fn(usize) -> Result<T> + Sync,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<T>> {
+    use rayon::prelude::*;
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    let stop = AtomicBool::new(false);
+    let mut out: Vec<Option<T>> = (0..n).map(|_| None).collect();
+    let mut failed: Option<(usize, anyhow::Error)> = None;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        let (solve, stop) = (&solve, &stop);
+        scope.spawn(move || {
+            (0..n).into_par_iter().for_each_with(tx, |tx, i| {
+                if stop.load(Relaxed) {
+                    return;
+                }
+                let r = crate::interrupt::check().and_then(|()| solve(i));
+                if r.is_err() {
+                    stop.store(true, Relaxed);
+                }
+                // The receiver lives until every sender is gone.
+                let _ = tx.send((i, r));
+            });
+        });
+        let mut done = 0;
+        for (i, r) in rx {
+            match r {
+                Ok(v) => out[i] = Some(v),
+                Err(e) => {
+                    if failed.as_ref().is_none_or(|(j, _)| i < *j) {
+                        failed = Some((i, e));
+                    }
+                }
+            }
+            done += 1;
+            progress(done, n);
+        }
+    });
+    if let Some((_, e)) = failed {
+        return Err(e);
+    }
+    Ok(out
+        .into_iter()
+        .map(|v| v.expect("every problem ran"))
+        .collect())
 }
 
 /// One row of the intervention sweep: thought `thought` replaced by `op` on every problem.
@@ -432,8 +517,38 @@ pub fn intervention_sweep(
 
 #[cfg(test)]
 mod tests {
-    use super::{extract_answer, wrong_candidate_answer};
+    use super::{extract_answer, map_problems, wrong_candidate_answer};
     use crate::data::prosqa::ProsQaProblem;
+
+    #[test]
+    fn problems_run_on_every_core_come_back_in_order() {
+        let mut seen = Vec::new();
+        let out = map_problems(
+            40,
+            |i| {
+                // Uneven work, so that problems finish out of order.
+                std::thread::sleep(std::time::Duration::from_micros(((i * 7) % 5) as u64 * 300));
+                Ok(i * i)
+            },
+            &mut |done, total| seen.push((done, total)),
+        )
+        .unwrap();
+        assert_eq!(out, (0..40).map(|i| i * i).collect::<Vec<_>>());
+        assert_eq!(seen, (1..=40).map(|d| (d, 40)).collect::<Vec<_>>());
+        // A failure stops the problems not yet started and is reported.
+        let err = map_problems(
+            40,
+            |i| {
+                if i % 10 == 7 {
+                    anyhow::bail!("problem {i} failed")
+                }
+                Ok(i)
+            },
+            &mut |_, _| {},
+        )
+        .unwrap_err();
+        assert!(err.to_string().starts_with("problem "), "{err}");
+    }
 
     #[test]
     fn the_answer_is_the_text_after_the_last_hash() {
