@@ -97,8 +97,8 @@ fn prefix_ms(m: &coconut_lens::model::LoadedModel, ids: &[u32]) -> f64 {
 }
 
 /// One `coconut-lens analyze` of the benchmark's run in a fresh process: its compute_ms (load
-/// excluded), load_ms and peak RSS in MiB. `inputs` is the warm pipeline's input length, checked so that
-/// both time the same work.
+/// excluded), load_ms and peak RSS in MiB. `inputs` is the warm pipeline's input length,
+/// checked so that both time the same work.
 fn analyze_once(dir: &Path, ids: &[u32], inputs: usize) -> (f64, f64, f64) {
     let prompt: Vec<String> = ids.iter().map(|i| format!("t{i}")).collect();
     let out = Command::new(env!("CARGO_BIN_EXE_coconut-lens"))

@@ -63,15 +63,32 @@ impl GraphAnalysis {
         self.nodes.iter().filter_map(|n| n.depth).max().unwrap_or(0)
     }
 
+    /// Node `node`'s probability at step `step`, lens layer `layer`; 0 where not recorded or
+    /// not finite.
+    pub fn probability(&self, step: usize, layer: usize, node: usize) -> f32 {
+        self.steps
+            .get(step)
+            .and_then(|s| s.probs.get(layer))
+            .and_then(|r| r.get(node))
+            .copied()
+            .filter(|p| p.is_finite())
+            .unwrap_or(0.0)
+    }
+
     /// The mass of step `step` at lens layer `layer` by depth (each token counted once).
     pub fn mass_by_depth(&self, step: usize, layer: usize) -> DepthMass {
         let mut mass = DepthMass {
             by_depth: vec![0.0; self.max_depth() + 1],
             unreachable: 0.0,
         };
-        let Some(probs) = self.steps.get(step).and_then(|s| s.probs.get(layer)) else {
+        if self
+            .steps
+            .get(step)
+            .and_then(|s| s.probs.get(layer))
+            .is_none()
+        {
             return mass;
-        };
+        }
         let mut order: Vec<usize> = (0..self.nodes.len()).collect();
         order.sort_by_key(|&i| self.nodes[i].depth.unwrap_or(usize::MAX));
         let mut seen = std::collections::HashSet::new();
@@ -80,11 +97,7 @@ impl GraphAnalysis {
             if !seen.insert(node.token) {
                 continue;
             }
-            let p = probs
-                .get(i)
-                .copied()
-                .filter(|p| p.is_finite())
-                .unwrap_or(0.0);
+            let p = self.probability(step, layer, i);
             match node.depth {
                 Some(d) => mass.by_depth[d] += p,
                 None => mass.unreachable += p,

@@ -960,18 +960,14 @@ where
 const FRONTIER_FLOOR: f64 = 1e-3;
 
 /// A node's probability at the output layer of graph step `step` as a place on the frontier's
-/// colour scale, log10 of it from [`FRONTIER_FLOOR`] (0 where not finite). On a linear 0-1
-/// scale a superposed frontier, 0.1-0.2 on each node beside a thought that names the root at
-/// 0.99, draws as dark as the nodes it never reaches.
+/// colour scale: log10 of it, from [`FRONTIER_FLOOR`] (a probability not recorded or not finite
+/// counts as 0). On a linear 0-1 scale a superposed frontier, 0.1-0.2 on each node beside a
+/// thought that names the root at 0.99, draws as dark as the nodes it never reaches.
 fn frontier_position(g: &crate::analysis::graph::GraphAnalysis, step: usize, node: usize) -> f64 {
-    let p = g.steps[step]
-        .probs
-        .last()
-        .and_then(|r| r.get(node))
-        .copied()
-        .filter(|v| v.is_finite())
-        .map_or(0.0, f64::from);
-    p.clamp(FRONTIER_FLOOR, 1.0).log10()
+    let output = g.steps[step].probs.len().saturating_sub(1);
+    f64::from(g.probability(step, output, node))
+        .clamp(FRONTIER_FLOOR, 1.0)
+        .log10()
 }
 
 /// One thought: columns by depth (root at the left, unreachable nodes at the right), edges as

@@ -71,17 +71,6 @@ fn side_width(body_w: u16) -> u16 {
     }
 }
 
-/// The probability of `node` at `(step, layer)`; 0 when not recorded.
-fn prob(g: &GraphAnalysis, step: usize, layer: usize, node: usize) -> f32 {
-    g.steps
-        .get(step)
-        .and_then(|s| s.probs.get(layer))
-        .and_then(|r| r.get(node))
-        .copied()
-        .filter(|p| p.is_finite())
-        .unwrap_or(0.0)
-}
-
 /// The graph step shown: the selected step's, else the first.
 fn graph_step(app: &App, run: &RunAnalysis, g: &GraphAnalysis) -> usize {
     run.steps
@@ -134,7 +123,7 @@ fn geom(g: &GraphAnalysis, body: Rect) -> Geom {
         .map_or(0, |s| s.probs.len().saturating_sub(1));
     let peak = |i: usize| {
         (0..g.steps.len())
-            .map(|s| prob(g, s, last, i))
+            .map(|s| g.probability(s, last, i))
             .fold(0f32, f32::max)
     };
     let keep_first = |i: usize| i == g.root || g.candidates.contains(&i);
@@ -392,7 +381,7 @@ pub fn render(app: &App, run: &RunAnalysis, body: Rect, frame: &mut Frame) {
     for col in &geom.columns {
         for &(n, y) in &col.spots {
             let node = &g.nodes[n];
-            let p = prob(g, step, layer, n);
+            let p = g.probability(step, layer, n);
             let candidate = g.candidates.contains(&n);
             let mut style = heat_style(p);
             if candidate {
@@ -567,7 +556,7 @@ fn render_node(
     let row_label = |l: usize| Line::styled(layer_label(l, last), Style::default().dark_gray());
     let col_label = |c: usize| Span::styled(g.steps[c].label.clone(), Style::default().fg(THOUGHT));
     let cell = |l: usize, c: usize| {
-        let p = prob(g, c, l, node);
+        let p = g.probability(c, l, node);
         HeatCell::value(pct(p), p)
     };
     frame.render_widget(
